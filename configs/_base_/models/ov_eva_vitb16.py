@@ -1,0 +1,22 @@
+# OV-EVA on CLIP ViT-B/16 (OpenAI weights), NACLIP last block, 224 windows.
+# Any open_clip ViT works: set clip.name / clip.pretrained (a tag or a local
+# weights file); mean/std below are CLIP's (OpenAI) in 0-255 units.
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    mean=[122.771, 116.746, 104.094],
+    std=[68.501, 66.632, 70.323],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255)
+model = dict(
+    type='OVEVASegmentor',
+    data_preprocessor=data_preprocessor,
+    clip=dict(
+        name='ViT-B-16', pretrained='openai', variant='naclip',
+        gaussian_std=5.0),
+    classes=None,  # set per benchmark: a class file or a shipped name
+    templates='imagenet80',
+    logit_scale=None,
+    prob_thd=0.0,
+    bg_idx=0,
+    test_cfg=dict(mode='slide', crop_size=(224, 224), stride=(112, 112)))

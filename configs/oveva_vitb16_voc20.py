@@ -1,0 +1,5 @@
+_base_ = [
+    './_base_/models/ov_eva_vitb16.py', './_base_/datasets/voc20.py',
+    './_base_/default_runtime.py'
+]
+model = dict(classes='voc20')

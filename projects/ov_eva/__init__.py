@@ -1,0 +1,19 @@
+"""OV-EVA: open-vocabulary semantic segmentation for mmsegmentation.
+
+Importing the package registers its models and datasets in mmseg's registries,
+so configs only need ``custom_imports=dict(imports=['ov_eva'])``.
+"""
+from . import compat
+
+compat.install()  # before anything imports mmseg
+
+from .clip_encoder import DenseCLIPEncoder  # noqa: E402
+from .datasets import COCOObjectDataset, PascalVOC20Dataset  # noqa: E402
+from .segmentor import OVEVASegmentor  # noqa: E402
+from .text_bank import TextBank, read_class_file  # noqa: E402
+
+__version__ = '0.1.0'
+__all__ = [
+    'DenseCLIPEncoder', 'OVEVASegmentor', 'TextBank', 'read_class_file',
+    'PascalVOC20Dataset', 'COCOObjectDataset'
+]

@@ -1,0 +1,289 @@
+"""Dense CLIP features from an unmodified open_clip model.
+
+The training-free variants (MaskCLIP, SCLIP, ClearCLIP, NACLIP) all change
+only how the last vision block mixes tokens. ``DenseCLIPEncoder`` runs
+open_clip's own modules up to that block and then applies the variant's
+attention with the block's own weights; the open_clip model itself is never
+copied or edited, so any open_clip ViT checkpoint loads as is.
+"""
+import math
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import Tensor
+
+VARIANTS = ('vanilla', 'sclip', 'clearclip', 'naclip')
+TINY_MODEL = 'ov-eva-tiny'
+open_clip.add_model_config(
+    Path(__file__).parent / 'model_configs' / f'{TINY_MODEL}.json')
+
+
+def neighbourhood_bias(grid: Tuple[int, int], std: float) -> Tensor:
+    """NACLIP's Gaussian prior: ``exp(-|p_i - p_j|^2 / (2 std^2))`` between
+    patch positions, zero in the row and column of the class token."""
+    h, w = grid
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32),
+        torch.arange(w, dtype=torch.float32),
+        indexing='ij')
+    pos = torch.stack([ys.flatten(), xs.flatten()], dim=1)
+    gauss = torch.exp(-torch.cdist(pos, pos).pow(2) / (2 * std**2))
+    return F.pad(gauss, (1, 0, 1, 0))
+
+
+def variant_attention(q: Tensor,
+                      k: Tensor,
+                      v: Tensor,
+                      variant: str,
+                      grid: Tuple[int, int],
+                      gaussian_std: float = 5.0) -> Tensor:
+    """Token mixing of the last block; q, k, v are (B, heads, N, head_dim).
+
+    vanilla:   out = v                              (MaskCLIP)
+    sclip:     softmax(q q^T s) + softmax(k k^T s)  (correlative attention)
+    clearclip: softmax(q q^T s)
+    naclip:    softmax(k k^T s + G)                  (G: neighbourhood_bias)
+    """
+    if variant == 'vanilla':
+        return v
+    scale = q.shape[-1]**-0.5
+    if variant == 'sclip':
+        attn = (q @ q.transpose(-2, -1) * scale).softmax(-1) + \
+            (k @ k.transpose(-2, -1) * scale).softmax(-1)
+    elif variant == 'clearclip':
+        attn = (q @ q.transpose(-2, -1) * scale).softmax(-1)
+    elif variant == 'naclip':
+        bias = neighbourhood_bias(grid, gaussian_std).to(q)
+        attn = (k @ k.transpose(-2, -1) * scale + bias).softmax(-1)
+    else:
+        raise ValueError(f'unknown variant {variant!r}; use one of {VARIANTS}')
+    return attn @ v
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes'):
+        return False
+    endpoint = os.environ.get('HF_ENDPOINT', 'https://huggingface.co')
+    host = urllib.parse.urlparse(endpoint).hostname or 'huggingface.co'
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_weights(tag_cfg: dict, cache_dir: Optional[str]) -> Optional[str]:
+    """Path of a tag's weights already on disk, or None."""
+    if tag_cfg.get('file'):
+        return tag_cfg['file']
+    hub = tag_cfg.get('hf_hub', '')
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+        repo, filename = os.path.split(hub)
+        names = [filename] if filename else [
+            'open_clip_model.safetensors', 'open_clip_pytorch_model.bin'
+        ]
+        for name in names:
+            path = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
+            if isinstance(path, str):
+                return path
+    url = tag_cfg.get('url', '')
+    if url:
+        path = Path(cache_dir or '~/.cache/clip').expanduser() / \
+            os.path.basename(url)
+        if path.is_file():
+            return str(path)
+    return None
+
+
+def create_clip_model(name: str,
+                      pretrained: Optional[str] = None,
+                      cache_dir: Optional[str] = None) -> torch.nn.Module:
+    """``open_clip.create_model`` that fails fast and clearly offline.
+
+    ``pretrained`` is an open_clip tag (weights downloaded once into
+    ``cache_dir``), a local weights file, or None for random weights.
+    """
+    if name not in open_clip.list_models() and ':' not in name:
+        raise ValueError(
+            f'unknown open_clip model {name!r} in model.clip.name; '
+            f'known names: {", ".join(open_clip.list_models())}')
+    kwargs = dict(cache_dir=cache_dir)
+    if pretrained is None:
+        print_log(
+            f'CLIP model {name!r} has random weights (clip.pretrained=None)',
+            logger='current')
+    elif os.path.isfile(os.path.expanduser(pretrained)):
+        pretrained = os.path.expanduser(pretrained)
+    else:
+        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+        if not tag_cfg:
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            raise FileNotFoundError(
+                f'clip.pretrained={pretrained!r} for model {name!r} is '
+                f'neither a file nor a known tag (tags: {tags}); give an '
+                'open_clip tag or the path of a local weights file')
+        kwargs['force_quick_gelu'] = bool(tag_cfg.get('quick_gelu', False))
+        local = _cached_weights(tag_cfg, cache_dir)
+        if local is not None:
+            pretrained = local
+        elif not _hub_reachable():
+            raise FileNotFoundError(
+                f'CLIP weights {name!r} / {pretrained!r} are not in the local '
+                'cache and the hub is unreachable (or HF_HUB_OFFLINE=1). '
+                'Fetch them once where there is network (python -c "import '
+                f"open_clip; open_clip.create_model('{name}', "
+                f"pretrained='{pretrained}')\") and copy the cache "
+                '(~/.cache/huggingface), or set model.clip.pretrained to a '
+                'local weights file (e.g. open_clip_pytorch_model.bin).')
+    return open_clip.create_model(name, pretrained=pretrained, **kwargs)
+
+
+@MODELS.register_module()
+class DenseCLIPEncoder(BaseModule):
+    """Per-patch CLIP embeddings and text embeddings from one open_clip model.
+
+    Args:
+        name: open_clip model name, e.g. ``'ViT-B-16'`` or ``'ov-eva-tiny'``.
+        pretrained: open_clip tag, local weights file, or None (random).
+        variant: last-block variant, one of ``VARIANTS``.
+        gaussian_std: NACLIP's neighbourhood standard deviation, in patches.
+        cache_dir: where open_clip keeps downloaded weights.
+    """
+
+    def __init__(self,
+                 name: str,
+                 pretrained: Optional[str] = None,
+                 variant: str = 'naclip',
+                 gaussian_std: float = 5.0,
+                 cache_dir: Optional[str] = None,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        if variant not in VARIANTS:
+            raise ValueError(f'unknown clip.variant {variant!r}; '
+                             f'use one of {VARIANTS}')
+        self.name, self.pretrained = name, pretrained
+        self.variant, self.gaussian_std = variant, gaussian_std
+        self.model = create_clip_model(name, pretrained, cache_dir)
+        self.model.eval().requires_grad_(False)
+        visual = self.model.visual
+        if not isinstance(visual, open_clip.transformer.VisionTransformer) \
+                or visual.attn_pool is not None:
+            raise ValueError(
+                f'open_clip model {name!r} has a {type(visual).__name__} '
+                'image tower; dense features need a plain CLIP ViT')
+        self.tokenizer = open_clip.get_tokenizer(name)
+
+    @property
+    def patch_size(self) -> Tuple[int, int]:
+        return tuple(self.model.visual.patch_size)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp())
+
+    def positional_embedding(self, grid: Tuple[int, int]) -> Tensor:
+        """The model's positional embedding resized to a ``grid`` of patches,
+        so windows other than the native size (336, 448 on a 224 model)
+        keep their spatial layout."""
+        pos = self.model.visual.positional_embedding
+        native = self.model.visual.grid_size
+        if tuple(grid) == tuple(native):
+            return pos
+        cls_pos, patch_pos = pos[:1], pos[1:]
+        patch_pos = patch_pos.reshape(1, *native, -1).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(
+            patch_pos.float(), size=grid, mode='bicubic',
+            align_corners=False).to(pos.dtype)
+        return torch.cat([cls_pos, patch_pos.flatten(2).squeeze(0).T])
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) normalised images -> (B, D, ceil(H/p), ceil(W/p))
+        L2-normalised patch embeddings; images are zero-padded to a multiple
+        of the patch size."""
+        visual = self.model.visual
+        ph, pw = self.patch_size
+        height, width = images.shape[-2:]
+        images = F.pad(images, (0, -width % pw, 0, -height % ph))
+        x = visual.conv1(images.to(visual.conv1.weight.dtype))
+        grid = tuple(x.shape[-2:])
+        x = x.flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1)
+        x = x + self.positional_embedding(grid).to(x.dtype)
+        x = visual.ln_pre(visual.patch_dropout(x))
+
+        transformer = visual.transformer
+        batch_first = getattr(transformer, 'batch_first', True)
+        x = x if batch_first else x.transpose(0, 1)
+        for block in transformer.resblocks[:-1]:
+            x = block(x)
+        x = x if batch_first else x.transpose(0, 1)
+        x = self._last_block(transformer.resblocks[-1], x, grid)
+
+        x = visual.ln_post(x[:, 1:])
+        if visual.proj is not None:
+            x = x @ visual.proj
+        x = F.normalize(x, dim=-1)
+        return x.transpose(1, 2).reshape(x.shape[0], -1, *grid)
+
+    def _last_block(self, block, x: Tensor, grid: Tuple[int, int]) -> Tensor:
+        attn = block.attn
+        batch, tokens, width = x.shape
+        heads = attn.num_heads
+        qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+        q, k, v = qkv.reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1,
+                                                                    4)
+        out = variant_attention(q, k, v, self.variant, grid,
+                                self.gaussian_std)
+        out = attn.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))
+        if self.variant == 'sclip':  # SCLIP keeps the residual, drops FFN
+            return x + block.ls_1(out)
+        return out
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str], batch_size: int = 256
+                    ) -> Tensor:
+        """L2-normalised embeddings (N, D) of ``texts``, on the model's
+        device."""
+        device = self.model.logit_scale.device
+        chunks: List[Tensor] = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(list(texts[start:start + batch_size]))
+            chunks.append(
+                self.model.encode_text(tokens.to(device), normalize=True))
+        if not chunks:
+            return torch.empty(0, self.embed_dim, device=device)
+        return torch.cat(chunks)
+
+    @property
+    def embed_dim(self) -> int:
+        proj = self.model.visual.proj
+        return proj.shape[1] if proj is not None else \
+            self.model.visual.transformer.width
+
+    def text_fingerprint(self) -> str:
+        """Content hash of the text tower, so cached text embeddings are
+        tied to the weights actually loaded (tags, files, checkpoints and
+        random weights alike). A strided sample of every tensor keeps it fast
+        on large models."""
+        import hashlib
+        digest = hashlib.sha256(self.name.encode())
+        for key, tensor in self.model.state_dict().items():
+            if key.startswith('visual.'):
+                continue
+            flat = tensor.detach().flatten()
+            step = max(1, math.ceil(flat.numel() / 4096))
+            digest.update(key.encode())
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(flat[::step].float().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]

@@ -1,0 +1,50 @@
+"""Write a config's segmentor weights as an mmseg checkpoint.
+
+``mim test mmseg CONFIG --checkpoint CKPT`` insists on a checkpoint; OV-EVA is
+training-free, so its checkpoint is simply the CLIP weights the config
+builds (tag, local file or the random tiny model, seeded by the config)::
+
+    python tools/export_checkpoint.py configs/oveva_vitb16_ade.py ckpt.pth
+    mim test mmseg configs/oveva_vitb16_ade.py --checkpoint ckpt.pth
+"""
+import argparse
+from pathlib import Path
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+from mmengine.runner import save_checkpoint, set_random_seed
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('out', help='checkpoint file to write (.pth)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value (mmengine DictAction)')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    set_random_seed(**cfg.get('randomness', dict(seed=0)))
+    from mmseg.registry import MODELS
+    model = MODELS.build(cfg.model)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(
+        dict(
+            meta=dict(config=cfg.pretty_text, model=cfg.model.clip),
+            state_dict=model.state_dict()), str(out))
+    print(f'wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, '
+          f'{len(model.state_dict())} tensors)')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,86 @@
+"""Evaluate an OV-EVA (or baseline) config, with or without a checkpoint.
+
+Same flags as mmseg's ``tools/test.py``; ``--checkpoint`` is optional because
+the CLIP weights come from ``model.clip.pretrained``. Examples::
+
+    python tools/test.py configs/oveva_vitb16_ade.py
+    python tools/test.py configs/oveva_vitb16_voc21.py --tta --show-dir vis
+    python -m torch.distributed.run --nproc_per_node 2 tools/test.py \
+        configs/oveva_vitb16_ade.py --launcher pytorch
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (and eval) OV-EVA')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--checkpoint',
+        help='checkpoint to load over the CLIP weights of the config '
+        '(e.g. one written by tools/export_checkpoint.py)')
+    parser.add_argument('--work-dir', help='where metrics and logs go')
+    parser.add_argument(
+        '--out', help='directory to save predictions for offline evaluation')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir', help='directory where painted images are saved')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='interval of --show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value (mmengine DictAction)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_config(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        hook = cfg.default_hooks.visualization
+        hook.draw = True
+        if args.show:
+            hook.update(show=True, wait_time=args.wait_time)
+        if args.show_dir:
+            cfg.visualizer.save_dir = args.show_dir
+    if args.tta:
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if args.out is not None:
+        cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
+    return cfg
+
+
+def main():
+    runner = Runner.from_cfg(build_config(parse_args()))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
