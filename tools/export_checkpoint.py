@@ -38,10 +38,9 @@ def main():
     model = MODELS.build(cfg.model)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(
-        dict(
-            meta=dict(config=cfg.pretty_text, model=cfg.model.clip),
-            state_dict=model.state_dict()), str(out))
+    # Plain types only: mmengine loads checkpoints with weights_only=True.
+    meta = dict(config=cfg.pretty_text, clip=cfg.model.clip.to_dict())
+    save_checkpoint(dict(meta=meta, state_dict=model.state_dict()), str(out))
     print(f'wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, '
           f'{len(model.state_dict())} tensors)')
 

@@ -1,0 +1,33 @@
+# One-command set-up: every target installs what it needs into .venv/ first.
+#   make eval CONFIG=configs/oveva_vitb16_ade.py [ARGS="--tta --show-dir vis"]
+#   make test [PYTEST_ARGS="-k segmentor"]
+# Pins live in requirements.txt only; openmim goes in with --no-deps because
+# its own pins downgrade setuptools and rich.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ov-eva-installed
+CONFIG ?= configs/oveva_vitb16_ade.py
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: venv eval test lint
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	grep -v '^openmim' requirements.txt > $(VENV)/requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/requirements.txt
+	$(PY) -m pip install -q --no-deps $$(grep '^openmim' requirements.txt)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+eval: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) tools/test.py $(CONFIG) $(ARGS)
+
+test: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m flake8 projects tools tests configs

@@ -1,0 +1,92 @@
+"""Benchmark datasets that mmsegmentation does not ship.
+
+Training-free open-vocabulary segmentation papers (MaskCLIP, SCLIP,
+ClearCLIP, NACLIP, ...) report two benchmarks for which mmseg has no
+dataset class:
+
+* ``PascalVOC20Dataset``: PASCAL VOC 2012 without its background class.
+  Same files as ``PascalVOCDataset``; label 0 (background) is ignored and
+  the 20 object classes become 0..19 (``reduce_zero_label=True``).
+* ``COCOObjectDataset``: COCO-Object, the 80 COCO thing classes plus one
+  background class made of all stuff. Its labels are derived from mmseg's
+  COCO-Stuff164k labels by ``tools/dataset_converters/coco_object.py``
+  (``*_instanceTrainIds.png``: 0 background, 1..80 things, 255 ignore).
+
+PASCAL Context 60/59, ADE20K, COCO-Stuff and Cityscapes use mmseg's own
+dataset classes.
+"""
+from typing import List
+
+from mmseg.datasets import BaseSegDataset, COCOStuffDataset, PascalVOCDataset
+from mmseg.registry import DATASETS
+
+
+def _pascal_color_map(num: int) -> List[List[int]]:
+    """The PASCAL VOC colour map: ``num`` distinct colours, index 0 black."""
+    palette = []
+    for index in range(num):
+        r = g = b = 0
+        c = index
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette.append([r, g, b])
+    return palette
+
+
+@DATASETS.register_module()
+class PascalVOC20Dataset(PascalVOCDataset):
+    """PASCAL VOC 2012 with the 20 object classes only (VOC20).
+
+    The label files are VOC's own (0 background, 1..20 objects, 255
+    ignore). With the default ``reduce_zero_label=True``, background pixels
+    become 255 and are ignored, and objects become 0..19.
+
+    Args:
+        ann_file (str): Split file, e.g. ``ImageSets/Segmentation/val.txt``.
+        reduce_zero_label (bool): Ignore label 0 and shift the others down
+            by one. Defaults to True.
+    """
+    METAINFO = dict(
+        classes=PascalVOCDataset.METAINFO['classes'][1:],
+        palette=PascalVOCDataset.METAINFO['palette'][1:])
+
+    def __init__(self,
+                 ann_file,
+                 img_suffix='.jpg',
+                 seg_map_suffix='.png',
+                 reduce_zero_label=True,
+                 **kwargs) -> None:
+        super().__init__(
+            ann_file=ann_file,
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            reduce_zero_label=reduce_zero_label,
+            **kwargs)
+
+
+@DATASETS.register_module()
+class COCOObjectDataset(BaseSegDataset):
+    """COCO-Object: background plus the 80 COCO thing classes.
+
+    Label files ``<image id>_instanceTrainIds.png`` hold 0 for background
+    (every COCO-Stuff stuff class), 1..80 for the things in COCO-Stuff's
+    order and 255 for ignore. Create them from mmseg's COCO-Stuff164k
+    ``*_labelTrainIds.png`` with ``tools/dataset_converters/coco_object.py``.
+    """
+    METAINFO = dict(
+        classes=('background', ) + COCOStuffDataset.METAINFO['classes'][:80],
+        palette=_pascal_color_map(81))
+
+    def __init__(self,
+                 img_suffix='.jpg',
+                 seg_map_suffix='_instanceTrainIds.png',
+                 reduce_zero_label=False,
+                 **kwargs) -> None:
+        super().__init__(
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            reduce_zero_label=reduce_zero_label,
+            **kwargs)

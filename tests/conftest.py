@@ -1,0 +1,59 @@
+"""Shared fixtures: the tiny CLIP, the real dataset samples, the CLI."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / 'shared' / 'data'
+TINY = ['model.clip.name=ov-eva-tiny', 'model.clip.pretrained=None']
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _isolated_cache(tmp_path_factory):
+    """Text-embedding caches go to a temp folder, never to ~/.cache, and no
+    hub is ever contacted."""
+    os.environ['OV_EVA_CACHE'] = str(tmp_path_factory.mktemp('ov_eva_cache'))
+    os.environ['HF_HUB_OFFLINE'] = '1'
+
+
+def shared_data(name: str) -> Path:
+    """A dataset folder under ../shared/data, or skip saying why."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f'{path} is absent: the real dataset samples live in '
+                    '../shared/data beside the repo (see its README)')
+    return path
+
+
+def run_cli(*args, timeout=600, check=True, env=None):
+    """Run a command of the project (``tools/...`` or ``mim``) as a user
+    would, from the repo root, with this interpreter's venv on PATH."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+    bin_dir = str(Path(sys.executable).parent)
+    full_env['PATH'] = bin_dir + os.pathsep + full_env.get('PATH', '')
+    cmd = [sys.executable, *args] if str(args[0]).endswith('.py') else list(
+        args)
+    proc = subprocess.run(
+        [str(a) for a in cmd],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{cmd} failed ({proc.returncode}):\n'
+                             f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
+    return proc
+
+
+@pytest.fixture(scope='session')
+def tiny_segmentor_cfg():
+    return dict(
+        type='OVEVASegmentor',
+        clip=dict(name='ov-eva-tiny', pretrained=None),
+        classes=['sky', 'wall, brick wall', 'cat'],
+        templates='single',
+        text_cache_dir=False)

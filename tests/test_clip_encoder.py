@@ -1,0 +1,168 @@
+"""The dense CLIP encoder: variant formulas, windows, weights, errors."""
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ov_eva  # noqa: F401  (registers modules, installs compat)
+from ov_eva.clip_encoder import VARIANTS, DenseCLIPEncoder, create_clip_model
+
+
+def reference_dense(encoder, image, variant, std=5.0):
+    """Patch embeddings computed head by head from the attention formulas,
+    with the last block's input taken from open_clip's own forward."""
+    visual = encoder.model.visual
+    block = visual.transformer.resblocks[-1]
+    captured = {}
+    handle = block.register_forward_pre_hook(
+        lambda mod, args: captured.setdefault('x', args[0]))
+    visual(image)
+    handle.remove()
+    x = captured['x'][0]  # (N, C), batch of one
+    attn = block.attn
+    heads, (n, c) = attn.num_heads, x.shape
+    d = c // heads
+    y = block.ln_1(x)
+    wq, wk, wv = attn.in_proj_weight.split(c)
+    bq, bk, bv = attn.in_proj_bias.split(c)
+    q, k, v = y @ wq.T + bq, y @ wk.T + bk, y @ wv.T + bv
+    gh, gw = visual.grid_size
+    gauss = torch.zeros(n, n)
+    for i in range(1, n):
+        for j in range(1, n):
+            yi, xi = divmod(i - 1, gw)
+            yj, xj = divmod(j - 1, gw)
+            gauss[i, j] = torch.exp(
+                torch.tensor(-((yi - yj)**2 + (xi - xj)**2) / (2 * std**2)))
+    outs = []
+    for h in range(heads):
+        sl = slice(h * d, (h + 1) * d)
+        qh, kh, vh = q[:, sl], k[:, sl], v[:, sl]
+        if variant == 'vanilla':
+            outs.append(vh)
+            continue
+        if variant == 'sclip':
+            a = torch.softmax(qh @ qh.T / d**0.5, -1) + torch.softmax(
+                kh @ kh.T / d**0.5, -1)
+        elif variant == 'clearclip':
+            a = torch.softmax(qh @ qh.T / d**0.5, -1)
+        else:
+            a = torch.softmax(kh @ kh.T / d**0.5 + gauss, -1)
+        outs.append(a @ vh)
+    out = attn.out_proj(torch.cat(outs, dim=1))
+    if variant == 'sclip':
+        out = x + out
+    tokens = visual.ln_post(out[1:]) @ visual.proj
+    tokens = F.normalize(tokens, dim=-1)
+    return tokens.T.reshape(-1, gh, gw)
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_variant_matches_formula(variant):
+    torch.manual_seed(0)
+    encoder = DenseCLIPEncoder('ov-eva-tiny', variant=variant)
+    image = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        got = encoder(image)[0]
+        want = reference_dense(encoder, image, variant)
+    assert got.shape == (32, 14, 14)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_variants_differ():
+    torch.manual_seed(0)
+    encoder = DenseCLIPEncoder('ov-eva-tiny')
+    image = torch.randn(1, 3, 224, 224)
+    outs = {}
+    for variant in VARIANTS:
+        encoder.variant = variant
+        outs[variant] = encoder(image)
+    for a in VARIANTS:
+        for b in VARIANTS:
+            if a < b:
+                assert not torch.allclose(outs[a], outs[b]), (a, b)
+
+
+def test_positional_embedding_interpolation():
+    encoder = DenseCLIPEncoder('ov-eva-tiny')
+    native = encoder.model.visual.positional_embedding
+    assert encoder.positional_embedding((14, 14)) is native
+    big = encoder.positional_embedding((28, 21))
+    assert big.shape == (1 + 28 * 21, native.shape[1])
+    torch.testing.assert_close(big[0], native[0])
+    with torch.no_grad():  # a constant grid stays constant when resized
+        native[1:] = 0.5
+    torch.testing.assert_close(
+        encoder.positional_embedding((7, 9))[1:],
+        torch.full((63, native.shape[1]), 0.5))
+
+
+@pytest.mark.parametrize('size,grid', [((448, 448), (28, 28)),
+                                       ((336, 224), (21, 14)),
+                                       ((230, 250), (15, 16)),
+                                       ((8, 8), (1, 1))])
+def test_window_sizes(size, grid):
+    encoder = DenseCLIPEncoder('ov-eva-tiny')
+    feats = encoder(torch.randn(2, 3, *size))
+    assert feats.shape == (2, 32, *grid)
+    torch.testing.assert_close(
+        feats.norm(dim=1), torch.ones(2, *grid), atol=1e-5, rtol=0)
+
+
+def test_text_embeddings_normalised():
+    encoder = DenseCLIPEncoder('ov-eva-tiny')
+    emb = encoder.encode_text(['a cat', 'a dog', 'a brick wall'])
+    assert emb.shape == (3, 32)
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(3))
+    assert not torch.allclose(emb[0], emb[1])
+
+
+def test_local_weights_file(tmp_path):
+    torch.manual_seed(1)
+    source = create_clip_model('ov-eva-tiny')
+    path = tmp_path / 'tiny.pt'
+    torch.save(source.state_dict(), path)
+    torch.manual_seed(2)
+    encoder = DenseCLIPEncoder('ov-eva-tiny', pretrained=str(path))
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(encoder.model.state_dict()[key], value)
+    assert encoder.text_fingerprint() == DenseCLIPEncoder(
+        'ov-eva-tiny', pretrained=str(path)).text_fingerprint()
+
+
+def test_fingerprint_follows_weights():
+    torch.manual_seed(1)
+    a = DenseCLIPEncoder('ov-eva-tiny')
+    torch.manual_seed(2)
+    b = DenseCLIPEncoder('ov-eva-tiny')
+    assert a.text_fingerprint() != b.text_fingerprint()
+    b.model.load_state_dict(a.model.state_dict())
+    assert a.text_fingerprint() == b.text_fingerprint()
+
+
+@pytest.mark.parametrize('env', [{'HF_HUB_OFFLINE': '1'}, {
+    'HF_HUB_OFFLINE': '0',
+    'HF_ENDPOINT': 'https://127.0.0.1:9'
+}])
+def test_missing_weights_fail_fast(tmp_path, monkeypatch, env):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError) as info:
+        create_clip_model('ViT-B-16', 'openai', cache_dir=str(tmp_path))
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert "'ViT-B-16'" in message and "'openai'" in message
+    assert 'local weights file' in message
+
+
+def test_bad_names_fail_clearly():
+    with pytest.raises(ValueError, match='unknown open_clip model'):
+        DenseCLIPEncoder('ViT-Q-99')
+    with pytest.raises(ValueError, match='unknown clip.variant'):
+        DenseCLIPEncoder('ov-eva-tiny', variant='maskclip++')
+    with pytest.raises(FileNotFoundError, match='neither a file nor a known'):
+        DenseCLIPEncoder('ViT-B-16', pretrained='no-such-tag')
+    with pytest.raises(ValueError, match='plain CLIP ViT'):
+        DenseCLIPEncoder('RN50')
