@@ -17,7 +17,8 @@ randomness = dict(seed=0)  # fixes random weights of the tiny test model
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    visualization=dict(type='SegVisualizationHook'))
+    # draw every image when --show-dir asks for pictures (mmseg: every 50th)
+    visualization=dict(type='SegVisualizationHook', interval=1))
 test_cfg = dict(type='TestLoop')
 val_cfg = dict(type='ValLoop')
 tta_model = dict(type='SegTTAModel')

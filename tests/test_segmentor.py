@@ -1,0 +1,132 @@
+"""OVEVASegmentor as an mmseg model: inference modes, batches, errors."""
+import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.evaluation import IoUMetric
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+
+import ov_eva  # noqa: F401
+
+SLIDE = dict(mode='slide', crop_size=(224, 224), stride=(112, 112))
+
+
+def build(cfg, **overrides):
+    torch.manual_seed(0)
+    return MODELS.build({**cfg, **overrides}).eval()
+
+
+def metas(n, shape):
+    return [s.metainfo for s in samples(n, shape)]
+
+
+def samples(n, shape):
+    out = []
+    for _ in range(n):
+        sample = SegDataSample()
+        sample.set_metainfo(
+            dict(
+                ori_shape=shape,
+                img_shape=shape,
+                pad_shape=shape,
+                padding_size=[0, 0, 0, 0]))
+        out.append(sample)
+    return out
+
+
+@pytest.mark.parametrize('test_cfg', [dict(mode='whole'), SLIDE])
+def test_batch_of_two_equals_one_by_one(tiny_segmentor_cfg, test_cfg):
+    model = build(tiny_segmentor_cfg, test_cfg=test_cfg)
+    images = torch.randn(2, 3, 240, 320)
+    with torch.no_grad():
+        both = model.predict(images, samples(2, (240, 320)))
+        single = [
+            model.predict(images[i:i + 1], samples(1, (240, 320)))[0]
+            for i in range(2)
+        ]
+    for joint, alone in zip(both, single):
+        torch.testing.assert_close(
+            joint.seg_logits.data, alone.seg_logits.data, atol=1e-4, rtol=0)
+        assert torch.equal(joint.pred_sem_seg.data, alone.pred_sem_seg.data)
+
+
+@pytest.mark.parametrize('test_cfg', [dict(mode='whole'), SLIDE])
+@pytest.mark.parametrize('size', [(240, 320), (100, 150), (224, 460)])
+def test_output_shapes(tiny_segmentor_cfg, test_cfg, size):
+    model = build(tiny_segmentor_cfg, test_cfg=test_cfg)
+    with torch.no_grad():
+        logits = model.inference(torch.randn(1, 3, *size), metas(1, size))
+        out = model.predict(torch.randn(1, 3, *size), samples(1, (60, 80)))
+    assert logits.shape == (1, 3, *size)
+    assert out[0].pred_sem_seg.shape == (60, 80)  # resized to ori_shape
+    assert out[0].seg_logits.data.shape == (3, 60, 80)
+    assert int(out[0].pred_sem_seg.data.max()) < 3
+
+
+def test_slide_differs_from_whole(tiny_segmentor_cfg):
+    image = torch.randn(1, 3, 224, 448)
+    with torch.no_grad():
+        whole = build(tiny_segmentor_cfg).inference(image,
+                                                    metas(1, (224, 448)))
+        slide = build(
+            tiny_segmentor_cfg, test_cfg=SLIDE).inference(
+                image, metas(1, (224, 448)))
+    assert not torch.allclose(whole, slide)
+
+
+def test_synonyms_score_as_max(tiny_segmentor_cfg):
+    model = build(tiny_segmentor_cfg)
+    image = torch.randn(1, 3, 16, 16)  # one patch: upsampling is constant
+    with torch.no_grad():
+        logits = model.encode_decode(image, None)
+        feats = model.extract_feat(image)[0, :, 0, 0]
+        wall = model.text_bank.embed(['wall', 'brick wall'])
+    want = model.logit_scale * (wall @ feats).max()
+    torch.testing.assert_close(logits[0, 1], torch.full((16, 16), want))
+
+
+def test_prob_thd_hands_low_confidence_to_background(tiny_segmentor_cfg):
+    image = torch.randn(1, 3, 64, 64)
+    confident = build(tiny_segmentor_cfg, prob_thd=0.0, bg_idx=2)
+    unsure = build(tiny_segmentor_cfg, prob_thd=0.999, bg_idx=2)
+    with torch.no_grad():
+        a = confident.predict(image, samples(1, (64, 64)))[0]
+        b = unsure.predict(image, samples(1, (64, 64)))[0]
+    assert (a.pred_sem_seg.data != 2).any()
+    assert (b.pred_sem_seg.data == 2).all()
+
+
+def test_outputs_feed_iou_metric(tiny_segmentor_cfg):
+    model = build(tiny_segmentor_cfg)
+    with torch.no_grad():
+        out = model.predict(torch.randn(1, 3, 64, 64), samples(1, (64, 64)))
+    gt = out[0].pred_sem_seg.data.clone()
+    out[0].gt_sem_seg = PixelData(data=gt)
+    metric = IoUMetric()
+    metric.dataset_meta = dict(classes=('sky', 'wall', 'cat'))
+    metric.process([], [o.to_dict() for o in out])
+    result = metric.compute_metrics(metric.results)
+    assert result['aAcc'] == 100.0
+
+
+def test_tensor_mode_and_no_training(tiny_segmentor_cfg):
+    model = build(tiny_segmentor_cfg)
+    out = model(torch.randn(1, 3, 32, 32), mode='tensor')
+    assert out.shape == (1, 3, 32, 32)
+    with pytest.raises(NotImplementedError, match='training-free'):
+        model.loss(torch.randn(1, 3, 32, 32), samples(1, (32, 32)))
+
+
+@pytest.mark.parametrize('overrides,error,match', [
+    (dict(classes=['cat']), ValueError, "add e.g. 'background'"),
+    (dict(classes=[]), ValueError, 'no class names'),
+    (dict(classes=['cat', 'dog', 'Cat']), ValueError, 'appears twice'),
+    (dict(classes='no_such_dataset'), ValueError, 'cannot read class file'),
+    (dict(bg_idx=3), ValueError, 'bg_idx=3'),
+    (dict(clip=dict(name='ov-eva-tiny', variant='x')), ValueError,
+     'unknown clip.variant'),
+    (dict(clip=dict(name='ViT-Z')), ValueError, 'unknown open_clip model'),
+])
+def test_build_errors(tiny_segmentor_cfg, overrides, error, match):
+    with pytest.raises(error, match=match):
+        MODELS.build({**tiny_segmentor_cfg, **overrides})
