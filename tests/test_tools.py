@@ -1,0 +1,104 @@
+"""End to end as users run it: tools/test.py and mim test, through the real
+Runner, mmseg loaders and IoUMetric, on the real samples in ../shared/data."""
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TINY, run_cli, shared_data
+
+ADE = ('configs/oveva_vitb16_ade.py', 'ADEChallengeData2016', 3)
+VOC = ('configs/oveva_vitb16_voc21.py', 'VOCdevkit/VOC2012', 14)
+CITY = ('configs/oveva_vitb16_cityscapes.py', 'cityscapes', 1)
+
+
+def metrics(work_dir: Path) -> dict:
+    """The metrics mmengine's Runner dumped for the (only) test run."""
+    files = sorted(work_dir.glob('*/*.json'))
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text())
+
+
+def evaluate(config, data, work_dir, *extra, options=()):
+    run_cli('tools/test.py', config, '--work-dir', work_dir, *extra,
+            '--cfg-options', *TINY,
+            f'test_dataloader.dataset.data_root={shared_data(data)}',
+            *options)
+    return metrics(work_dir)
+
+
+@pytest.mark.parametrize('config,data,count', [ADE, VOC, CITY])
+def test_tools_test_on_real_samples(tmp_path, config, data, count):
+    result = evaluate(config, data, tmp_path / 'work', '--show-dir',
+                      tmp_path / 'show')
+    assert {'aAcc', 'mIoU', 'mAcc'} <= set(result)
+    assert 0 <= result['mIoU'] <= 100 and 0 < result['aAcc'] <= 100
+    pictures = sorted((tmp_path / 'show').rglob('*.png'))
+    assert len(pictures) == count
+    from PIL import Image
+    with Image.open(pictures[0]) as picture:  # ground truth | prediction
+        assert picture.width >= 2 * picture.height * 0.5
+
+
+def test_batch_of_two_and_tta_through_runner(tmp_path):
+    config, data, _ = VOC
+    one = evaluate(config, data, tmp_path / 'b1')
+    two = evaluate(
+        config,
+        data,
+        tmp_path / 'b2',
+        options=['test_dataloader.batch_size=2'])
+    for key in ('aAcc', 'mIoU', 'mAcc'):
+        assert two[key] == pytest.approx(one[key], abs=0.02)
+    tta = evaluate(config, data, tmp_path / 'tta', '--tta')
+    assert {'aAcc', 'mIoU'} <= set(tta) and tta != one
+
+
+def test_mim_test_with_exported_checkpoint(tmp_path):
+    config, data, _ = ADE
+    ckpt = tmp_path / 'ov_eva_tiny.pth'
+    out = run_cli('tools/export_checkpoint.py', config, ckpt,
+                  '--cfg-options', *TINY)
+    assert ckpt.is_file() and 'wrote' in out.stdout
+    root = f'test_dataloader.dataset.data_root={shared_data(data)}'
+    run_cli('mim', 'test', 'mmseg', config, '--checkpoint', ckpt,
+            '--work-dir', tmp_path / 'mim', '--cfg-options', *TINY, root)
+    by_mim = metrics(tmp_path / 'mim')
+    # the same checkpoint through our tool, and the seeded build without it
+    own = evaluate(config, data, tmp_path / 'own', '--checkpoint', ckpt)
+    seeded = evaluate(config, data, tmp_path / 'seeded')
+    for key in ('aAcc', 'mIoU', 'mAcc'):
+        assert by_mim[key] == own[key] == seeded[key]
+
+
+def test_clear_errors_from_the_command_line(tmp_path):
+    config, data, _ = ADE
+    root = f'test_dataloader.dataset.data_root={shared_data(data)}'
+    bad = run_cli(
+        'tools/test.py',
+        config,
+        '--work-dir',
+        tmp_path / 'a',
+        '--cfg-options',
+        *TINY,
+        root,
+        f'model.classes={tmp_path / "missing.txt"}',
+        check=False)
+    assert bad.returncode != 0
+    assert 'cannot read class file' in bad.stderr
+    assert 'missing.txt' in bad.stderr
+
+    start = time.monotonic()
+    offline = run_cli(
+        'tools/test.py',
+        config,
+        '--work-dir',
+        tmp_path / 'b',
+        '--cfg-options',
+        root,
+        check=False,
+        env={'HF_HUB_OFFLINE': '1'})
+    assert offline.returncode != 0
+    assert time.monotonic() - start < 60
+    assert "'ViT-B-16'" in offline.stderr and "'openai'" in offline.stderr
+    assert 'local weights file' in offline.stderr
