@@ -34,15 +34,14 @@ def run_cli(*args, timeout=600, check=True, env=None):
     full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
     bin_dir = str(Path(sys.executable).parent)
     full_env['PATH'] = bin_dir + os.pathsep + full_env.get('PATH', '')
-    cmd = [sys.executable, *args] if str(args[0]).endswith('.py') else list(
-        args)
-    proc = subprocess.run(
-        [str(a) for a in cmd],
-        cwd=REPO,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout)
+    cmd = [sys.executable, *args] if str(
+        args[0]).endswith('.py') else list(args)
+    proc = subprocess.run([str(a) for a in cmd],
+                          cwd=REPO,
+                          env=full_env,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f'{cmd} failed ({proc.returncode}):\n'
                              f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')

@@ -141,7 +141,9 @@ def test_fingerprint_follows_weights():
     assert a.text_fingerprint() == b.text_fingerprint()
 
 
-@pytest.mark.parametrize('env', [{'HF_HUB_OFFLINE': '1'}, {
+@pytest.mark.parametrize('env', [{
+    'HF_HUB_OFFLINE': '1'
+}, {
     'HF_HUB_OFFLINE': '0',
     'HF_ENDPOINT': 'https://127.0.0.1:9'
 }])

@@ -16,8 +16,8 @@ def test_text_scores_are_scaled_cosines():
 
 
 def test_class_scores_take_max_over_synonyms():
-    scores = torch.tensor([1., 5., 2., -3.]).view(1, 4, 1, 1).repeat(2, 1, 1,
-                                                                    3)
+    scores = torch.tensor([1., 5., 2., -3.]).view(1, 4, 1,
+                                                  1).repeat(2, 1, 1, 3)
     text_to_class = torch.tensor([0, 1, 1, 2])
     got = scoring.class_scores(scores, text_to_class, 3)
     assert got.shape == (2, 3, 1, 3)

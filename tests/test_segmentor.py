@@ -69,8 +69,8 @@ def test_slide_differs_from_whole(tiny_segmentor_cfg):
         whole = build(tiny_segmentor_cfg).inference(image,
                                                     metas(1, (224, 448)))
         slide = build(
-            tiny_segmentor_cfg, test_cfg=SLIDE).inference(
-                image, metas(1, (224, 448)))
+            tiny_segmentor_cfg,
+            test_cfg=SLIDE).inference(image, metas(1, (224, 448)))
     assert not torch.allclose(whole, slide)
 
 

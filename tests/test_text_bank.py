@@ -17,15 +17,14 @@ def encoder():
 def test_class_lines_and_synonyms(tmp_path):
     path = tmp_path / 'classes.txt'
     path.write_text('sky\n  wall ,  brick   wall\n\ncat, cat\n')
-    assert read_class_file(path) == [['sky'], ['wall', 'brick wall'],
-                                     ['cat']]
-    assert load_classes(['sky', 'wall, brick wall', ['dog', 'puppy']]) == [
-        ['sky'], ['wall', 'brick wall'], ['dog', 'puppy']
-    ]
+    assert read_class_file(path) == [['sky'], ['wall', 'brick wall'], ['cat']]
+    assert load_classes(['sky', 'wall, brick wall',
+                         ['dog', 'puppy']]) == [['sky'],
+                                                ['wall', 'brick wall'],
+                                                ['dog', 'puppy']]
     assert load_classes('voc20') == read_class_file(CLASS_NAME_DIR /
                                                     'voc20.txt')
-    assert ['日本庭園', 'zen garden'] in load_classes(['日本庭園, zen garden',
-                                                   'x'])
+    assert ['日本庭園', 'zen garden'] in load_classes(['日本庭園, zen garden', 'x'])
 
 
 @pytest.mark.parametrize('content,match', [
@@ -54,8 +53,8 @@ def test_unreadable_class_files(tmp_path):
 
 
 def test_embedding_is_template_mean(encoder):
-    bank = TextBank(encoder, ['a photo of a {}.', 'a {} in the scene'],
-                    cache_dir=False)
+    bank = TextBank(
+        encoder, ['a photo of a {}.', 'a {} in the scene'], cache_dir=False)
     got = bank.embed(['cat', 'dog', 'cat'])
     manual = encoder.encode_text(['a photo of a cat.', 'a cat in the scene'])
     want = torch.nn.functional.normalize(manual.mean(0), dim=0)

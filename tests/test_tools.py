@@ -22,8 +22,7 @@ def metrics(work_dir: Path) -> dict:
 def evaluate(config, data, work_dir, *extra, options=()):
     run_cli('tools/test.py', config, '--work-dir', work_dir, *extra,
             '--cfg-options', *TINY,
-            f'test_dataloader.dataset.data_root={shared_data(data)}',
-            *options)
+            f'test_dataloader.dataset.data_root={shared_data(data)}', *options)
     return metrics(work_dir)
 
 
@@ -57,12 +56,12 @@ def test_batch_of_two_and_tta_through_runner(tmp_path):
 def test_mim_test_with_exported_checkpoint(tmp_path):
     config, data, _ = ADE
     ckpt = tmp_path / 'ov_eva_tiny.pth'
-    out = run_cli('tools/export_checkpoint.py', config, ckpt,
-                  '--cfg-options', *TINY)
+    out = run_cli('tools/export_checkpoint.py', config, ckpt, '--cfg-options',
+                  *TINY)
     assert ckpt.is_file() and 'wrote' in out.stdout
     root = f'test_dataloader.dataset.data_root={shared_data(data)}'
-    run_cli('mim', 'test', 'mmseg', config, '--checkpoint', ckpt,
-            '--work-dir', tmp_path / 'mim', '--cfg-options', *TINY, root)
+    run_cli('mim', 'test', 'mmseg', config, '--checkpoint', ckpt, '--work-dir',
+            tmp_path / 'mim', '--cfg-options', *TINY, root)
     by_mim = metrics(tmp_path / 'mim')
     # the same checkpoint through our tool, and the seeded build without it
     own = evaluate(config, data, tmp_path / 'own', '--checkpoint', ckpt)

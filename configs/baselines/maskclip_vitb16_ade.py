@@ -1,4 +1,5 @@
 # Training-free baseline: the maskclip last block, class names only. Any other
-# benchmark: swap the dataset base, or pass --cfg-options model.clip.variant=vanilla
+# benchmark: swap the dataset base, or pass
+# --cfg-options model.clip.variant=vanilla
 _base_ = ['../oveva_vitb16_ade.py']
 model = dict(clip=dict(variant='vanilla'))

@@ -241,18 +241,18 @@ class DenseCLIPEncoder(BaseModule):
         batch, tokens, width = x.shape
         heads = attn.num_heads
         qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
-        q, k, v = qkv.reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1,
-                                                                    4)
-        out = variant_attention(q, k, v, self.variant, grid,
-                                self.gaussian_std)
+        q, k, v = qkv.reshape(batch, tokens, 3, heads,
+                              -1).permute(2, 0, 3, 1, 4)
+        out = variant_attention(q, k, v, self.variant, grid, self.gaussian_std)
         out = attn.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))
         if self.variant == 'sclip':  # SCLIP keeps the residual, drops FFN
             return x + block.ls_1(out)
         return out
 
     @torch.no_grad()
-    def encode_text(self, texts: Sequence[str], batch_size: int = 256
-                    ) -> Tensor:
+    def encode_text(self,
+                    texts: Sequence[str],
+                    batch_size: int = 256) -> Tensor:
         """L2-normalised embeddings (N, D) of ``texts``, on the model's
         device."""
         device = self.model.logit_scale.device

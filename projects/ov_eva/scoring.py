@@ -20,13 +20,13 @@ def class_scores(scores: Tensor, text_to_class: Tensor,
     (B, K, H, W); ``text_to_class`` (S,) holds each text's class index and
     every class must own at least one text."""
     batch, _, height, width = scores.shape
-    index = text_to_class.to(scores.device).view(1, -1, 1, 1).expand_as(
-        scores)
+    index = text_to_class.to(scores.device).view(1, -1, 1, 1).expand_as(scores)
     out = scores.new_full((batch, num_classes, height, width), -torch.inf)
     return out.scatter_reduce(1, index, scores, reduce='amax')
 
 
-def apply_background_threshold(logits: Tensor, prob_thd: float,
+def apply_background_threshold(logits: Tensor,
+                               prob_thd: float,
                                bg_idx: int = 0) -> Tensor:
     """Hand pixels whose top softmax probability is below ``prob_thd`` to
     class ``bg_idx``, as the SCLIP-family baselines do for datasets with a

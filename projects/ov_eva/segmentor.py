@@ -71,8 +71,7 @@ class OVEVASegmentor(EncoderDecoder):
         self.register_buffer(
             'synonym_to_class',
             torch.tensor([
-                k for k, synonyms in enumerate(self.classes)
-                for _ in synonyms
+                k for k, synonyms in enumerate(self.classes) for _ in synonyms
             ]),
             persistent=False)
         self.text_bank = TextBank(self.clip, templates, text_cache_dir)

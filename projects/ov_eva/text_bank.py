@@ -149,8 +149,10 @@ class TextBank:
         try:
             return torch.load(path, map_location='cpu', weights_only=True)
         except Exception as error:  # a torn or foreign file: recompute
-            print_log(f'ignoring unreadable text cache {path}: {error}',
-                      logger='current', level=30)
+            print_log(
+                f'ignoring unreadable text cache {path}: {error}',
+                logger='current',
+                level=30)
             return {}
 
     def _save_disk(self, new: Dict[str, Tensor]) -> None:

@@ -12,7 +12,9 @@ model = dict(
     type='OVEVASegmentor',
     data_preprocessor=data_preprocessor,
     clip=dict(
-        name='ViT-B-16', pretrained='openai', variant='naclip',
+        name='ViT-B-16',
+        pretrained='openai',
+        variant='naclip',
         gaussian_std=5.0),
     classes=None,  # set per benchmark: a class file or a shipped name
     templates='imagenet80',
