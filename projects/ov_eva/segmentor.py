@@ -75,6 +75,7 @@ class OVEVASegmentor(EncoderDecoder):
             ]),
             persistent=False)
         self.text_bank = TextBank(self.clip, templates, text_cache_dir)
+        self._synonym_embeddings: Optional[Tensor] = None
         self._logit_scale = logit_scale
         self.prob_thd, self.bg_idx = prob_thd, bg_idx
         self.align_corners = False
@@ -84,6 +85,13 @@ class OVEVASegmentor(EncoderDecoder):
     def logit_scale(self) -> float:
         return self._logit_scale or self.clip.logit_scale
 
+    def synonym_embeddings(self) -> Tensor:
+        """(S, D) embeddings of every class synonym, encoded on first use
+        (after any checkpoint is loaded) and kept for every later window."""
+        if self._synonym_embeddings is None:
+            self._synonym_embeddings = self.text_bank.embed(self.synonyms)
+        return self._synonym_embeddings.to(self.synonym_to_class.device)
+
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, D, h, w) L2-normalised dense CLIP features."""
         return self.clip(inputs)
@@ -92,8 +100,7 @@ class OVEVASegmentor(EncoderDecoder):
                       batch_img_metas: List[dict]) -> Tensor:
         """Class logits (B, K, H, W) for a batch of images or windows."""
         features = self.extract_feat(inputs)
-        scores = scoring.text_scores(features,
-                                     self.text_bank.embed(self.synonyms),
+        scores = scoring.text_scores(features, self.synonym_embeddings(),
                                      self.logit_scale)
         logits = scoring.class_scores(scores, self.synonym_to_class,
                                       self.num_classes)
