@@ -1,0 +1,13 @@
+"""Vocabulary sources (registered in ``ov_eva.registry.VOCABULARIES``), their
+prompts, term cleaning and the on-disk cache."""
+from .base import (FatalVocabularyError, FetchResult, MLLMVocabulary,
+                   VocabularyFailure, VocabularySource)
+from .cache import CacheError, Term, VocabularyCache, VocabularyEntry
+from .cached import CachedVocabulary
+from .openai_source import OpenAIVocabulary
+
+__all__ = [
+    'VocabularySource', 'MLLMVocabulary', 'OpenAIVocabulary',
+    'CachedVocabulary', 'VocabularyCache', 'VocabularyEntry', 'Term',
+    'FetchResult', 'VocabularyFailure', 'FatalVocabularyError', 'CacheError'
+]

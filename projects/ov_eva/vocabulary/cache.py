@@ -1,0 +1,269 @@
+"""The vocabulary cache: one SQLite file (WAL), one row per (image, source,
+model, prompt version, class set, parameters).
+
+Every write is its own transaction, so a run killed at any moment keeps every
+finished entry and a rerun resumes; SQLite's locking lets many processes
+(distributed ranks, parallel prefetchers) share one file. Failures live in
+their own table and are never served as vocabularies, so a rerun retries
+them. Nothing secret is stored: no API key, no server address.
+"""
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple, Union
+
+FORMAT = 'ov-eva-vocabulary-cache'
+FORMAT_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    image TEXT NOT NULL,
+    source TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    classes TEXT NOT NULL,
+    params TEXT NOT NULL,
+    terms TEXT NOT NULL,
+    raw_answers TEXT NOT NULL,
+    usage TEXT NOT NULL,
+    latency REAL NOT NULL,
+    created REAL NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_image ON entries (image, classes);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT PRIMARY KEY,
+    image TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+
+class CacheError(RuntimeError):
+    """The cache file cannot be used as it is; the message says why."""
+
+
+@dataclass
+class Term:
+    text: str
+    suggested_class: Optional[str] = None
+
+
+@dataclass
+class VocabularyEntry:
+    """One image's vocabulary and how it was obtained."""
+    key: str
+    image: str  # content hash of the image
+    source: str
+    model: str
+    prompt_version: str
+    classes: str  # digest of the target class set
+    params: Dict = field(default_factory=dict)
+    terms: List[Term] = field(default_factory=list)
+    raw_answers: List[str] = field(default_factory=list)
+    usage: Dict[str, int] = field(default_factory=dict)
+    latency: float = 0.0
+    created: float = field(default_factory=time.time)
+    status: str = 'ok'
+
+    def to_json(self) -> Dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Dict) -> 'VocabularyEntry':
+        data = dict(data)
+        data['terms'] = [Term(**t) for t in data.get('terms', [])]
+        return cls(**data)
+
+
+_JSON_FIELDS = ('params', 'terms', 'raw_answers', 'usage')
+_COLUMNS = ('key', 'image', 'source', 'model', 'prompt_version', 'classes',
+            'params', 'terms', 'raw_answers', 'usage', 'latency', 'created',
+            'status')
+
+
+class VocabularyCache:
+    """Thread- and process-safe store of ``VocabularyEntry`` rows."""
+
+    def __init__(self, path: Union[str, Path], timeout: float = 60.0):
+        self.path = Path(path).expanduser()
+        self.timeout = timeout
+        self._local = threading.local()
+        self._check_or_create()
+
+    # connections are per thread: sqlite3 objects must not cross threads
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, 'conn', None)
+        if conn is None or getattr(self._local, 'pid', None) != os.getpid():
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None)
+            conn.execute(f'PRAGMA busy_timeout={int(self.timeout * 1000)}')
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _check_or_create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            conn = self._connect()
+            if existed:
+                tables = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                meta = dict(conn.execute('SELECT name, value FROM meta')
+                            ) if 'meta' in tables else {}
+                if meta.get('format') != FORMAT:
+                    raise CacheError(
+                        f'{self.path} is an SQLite file but not an OV-EVA '
+                        'vocabulary cache; it was left untouched. Point the '
+                        'cache elsewhere (vocabulary.cache_file).')
+                if int(meta.get('version', 0)) > FORMAT_VERSION:
+                    raise CacheError(
+                        f'{self.path} was written by a newer OV-EVA (cache '
+                        f'format {meta["version"]}); upgrade OV-EVA or use '
+                        'another cache file.')
+            conn.execute('PRAGMA journal_mode=WAL')
+            with self._transaction(conn):
+                for statement in _SCHEMA.strip().split(';'):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    'INSERT OR IGNORE INTO meta VALUES (?, ?), (?, ?)',
+                    ('format', FORMAT, 'version', str(FORMAT_VERSION)))
+        except sqlite3.DatabaseError as error:
+            raise CacheError(
+                f'{self.path} is not a readable OV-EVA vocabulary cache '
+                f'({error}); it was left untouched. Move it away, or point '
+                'vocabulary.cache_file elsewhere.') from error
+
+    class _Tx:
+
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __enter__(self):
+            self.conn.execute('BEGIN IMMEDIATE')
+            return self.conn
+
+        def __exit__(self, kind, value, tb):
+            self.conn.execute('COMMIT' if kind is None else 'ROLLBACK')
+
+    def _transaction(self, conn=None):
+        return self._Tx(conn or self._connect())
+
+    def get(self, key: str) -> Optional[VocabularyEntry]:
+        row = self._connect().execute(
+            f'SELECT {", ".join(_COLUMNS)} FROM entries WHERE key = ?',
+            (key, )).fetchone()
+        return None if row is None else self._entry(row)
+
+    def latest(self,
+               image: str,
+               classes: str,
+               source: Optional[str] = None,
+               model: Optional[str] = None) -> Optional[VocabularyEntry]:
+        """Newest entry for an image and class set, from any source/model
+        unless named (what ``CachedVocabulary`` replays)."""
+        query = (f'SELECT {", ".join(_COLUMNS)} FROM entries '
+                 'WHERE image = ? AND classes = ?')
+        args = [image, classes]
+        for column, value in (('source', source), ('model', model)):
+            if value is not None:
+                query += f' AND {column} = ?'
+                args.append(value)
+        row = self._connect().execute(query + ' ORDER BY created DESC',
+                                      args).fetchone()
+        return None if row is None else self._entry(row)
+
+    def __contains__(self, key: str) -> bool:
+        return self._connect().execute('SELECT 1 FROM entries WHERE key = ?',
+                                       (key, )).fetchone() is not None
+
+    def put(self, entry: VocabularyEntry) -> None:
+        """Store a finished entry atomically and clear its failure record."""
+        data = entry.to_json()
+        values = [
+            json.dumps(data[c]) if c in _JSON_FIELDS else data[c]
+            for c in _COLUMNS
+        ]
+        with self._transaction() as conn:
+            conn.execute(
+                f'INSERT OR REPLACE INTO entries ({", ".join(_COLUMNS)}) '
+                f'VALUES ({", ".join("?" * len(_COLUMNS))})', values)
+            conn.execute('DELETE FROM failures WHERE key = ?', (entry.key, ))
+
+    def record_failure(self, key: str, image: str, error: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                'INSERT INTO failures VALUES (?, ?, ?, 1, ?) ON CONFLICT(key) '
+                'DO UPDATE SET error = excluded.error, attempts = attempts + 1,'
+                ' updated = excluded.updated',
+                (key, image, error[:2000], time.time()))
+
+    def failures(self) -> List[Tuple[str, str, str, int]]:
+        return self._connect().execute(
+            'SELECT key, image, error, attempts FROM failures ORDER BY key'
+        ).fetchall()
+
+    def __len__(self) -> int:
+        return self._connect().execute(
+            'SELECT COUNT(*) FROM entries').fetchone()[0]
+
+    def __iter__(self) -> Iterator[VocabularyEntry]:
+        cursor = self._connect().execute(
+            f'SELECT {", ".join(_COLUMNS)} FROM entries ORDER BY key')
+        for row in cursor:
+            yield self._entry(row)
+
+    def _entry(self, row) -> VocabularyEntry:
+        data = dict(zip(_COLUMNS, row))
+        for column in _JSON_FIELDS:
+            data[column] = json.loads(data[column])
+        return VocabularyEntry.from_json(data)
+
+    def integrity_check(self) -> str:
+        return self._connect().execute('PRAGMA integrity_check').fetchone()[0]
+
+    def export_jsonl(self, path: Union[str, Path]) -> int:
+        """Write every entry as one JSON line (atomically); returns count."""
+        path = Path(path)
+        tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+        count = 0
+        with open(tmp, 'w', encoding='utf-8') as out:
+            for entry in self:
+                out.write(json.dumps(entry.to_json(), ensure_ascii=False))
+                out.write('\n')
+                count += 1
+        os.replace(tmp, path)
+        return count
+
+    def import_jsonl(self, path: Union[str, Path]) -> int:
+        """Add the entries of a JSON Lines export; returns count."""
+        count = 0
+        with open(path, encoding='utf-8') as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = VocabularyEntry.from_json(json.loads(line))
+                except (ValueError, TypeError) as error:
+                    raise CacheError(f'{path}, line {number}: not a '
+                                     f'vocabulary entry ({error})') from error
+                self.put(entry)
+                count += 1
+        return count
+
+    def close(self) -> None:
+        conn = getattr(self._local, 'conn', None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
