@@ -17,6 +17,7 @@ from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor
 
 from . import scoring
+from .registry import VOCABULARIES
 from .text_bank import ClassSpec, TextBank, load_classes
 
 
@@ -37,6 +38,10 @@ class OVEVASegmentor(EncoderDecoder):
         bg_idx: index of the background class in ``classes``.
         text_cache_dir: disk cache of text embeddings (None: default
             folder, False: memory only).
+        vocabulary: config of a vocabulary source (``OpenAIVocabulary``,
+            ``HFVocabulary``, ``LexiconVocabulary``, ``CachedVocabulary``);
+            None: class names only. ``VocabularyPrefetchHook`` fills its
+            cache before testing.
         test_cfg: mmseg's ``dict(mode='whole')`` or
             ``dict(mode='slide', crop_size=(224, 224), stride=(112, 112))``.
     """
@@ -49,6 +54,7 @@ class OVEVASegmentor(EncoderDecoder):
                  prob_thd: float = 0.0,
                  bg_idx: int = 0,
                  text_cache_dir=None,
+                 vocabulary: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg=None):
@@ -76,6 +82,10 @@ class OVEVASegmentor(EncoderDecoder):
             persistent=False)
         self.text_bank = TextBank(self.clip, templates, text_cache_dir)
         self._synonym_embeddings: Optional[Tensor] = None
+        self.vocabulary = None
+        if vocabulary is not None:
+            self.vocabulary = VOCABULARIES.build(vocabulary)
+            self.vocabulary.bind(self.clip)
         self._logit_scale = logit_scale
         self.prob_thd, self.bg_idx = prob_thd, bg_idx
         self.align_corners = False
