@@ -22,3 +22,5 @@ default_hooks = dict(
 test_cfg = dict(type='TestLoop')
 val_cfg = dict(type='ValLoop')
 tta_model = dict(type='SegTTAModel')
+# Fills the vocabulary cache before testing; does nothing without a source.
+custom_hooks = [dict(type='VocabularyPrefetchHook')]

@@ -97,6 +97,7 @@ class VocabularySource:
     source_name = 'base'
     prompt_version = 'none'
     max_concurrency = 1
+    needs_encoder = False  # True: bind() must hand it the CLIP encoder
 
     def __init__(self,
                  cache_file: Union[None, bool, str, Path] = None,
