@@ -12,6 +12,8 @@ import argparse
 import os
 import os.path as osp
 
+import torch
+import torch.distributed as dist
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -77,8 +79,23 @@ def build_config(args) -> Config:
     return cfg
 
 
+def prepare_cpu_distributed(cfg: Config) -> None:
+    """Distributed runs on machines without CUDA. mmengine's pytorch
+    launcher calls ``torch.cuda.set_device`` and gives DDP a GPU id even
+    there: start a gloo process group here (mmengine then keeps it) and wrap
+    the model for CPU."""
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        dist.init_process_group('gloo')
+    cfg.setdefault('model_wrapper_cfg',
+                   dict(type='MMDistributedDataParallel', device_ids=None))
+
+
 def main():
-    runner = Runner.from_cfg(build_config(parse_args()))
+    cfg = build_config(parse_args())
+    prepare_cpu_distributed(cfg)
+    runner = Runner.from_cfg(cfg)
     runner.test()
 
 

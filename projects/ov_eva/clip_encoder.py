@@ -174,7 +174,9 @@ class DenseCLIPEncoder(BaseModule):
         self.name, self.pretrained = name, pretrained
         self.variant, self.gaussian_std = variant, gaussian_std
         self.model = create_clip_model(name, pretrained, cache_dir)
-        self.model.eval().requires_grad_(False)
+        # eval mode; parameters keep requires_grad so that mmengine can wrap
+        # the segmentor in DistributedDataParallel (it refuses a frozen one)
+        self.model.eval()
         visual = self.model.visual
         if not isinstance(visual, open_clip.transformer.VisionTransformer) \
                 or visual.attn_pool is not None:
@@ -272,14 +274,18 @@ class DenseCLIPEncoder(BaseModule):
             self.model.visual.transformer.width
 
     def text_fingerprint(self) -> str:
-        """Content hash of the text tower, so cached text embeddings are
-        tied to the weights actually loaded (tags, files, checkpoints and
-        random weights alike). A strided sample of every tensor keeps it fast
-        on large models."""
+        """Content hash of the text tower (keys cached text embeddings)."""
+        return self.fingerprint(visual=False)
+
+    def fingerprint(self, visual: bool = True) -> str:
+        """Content hash of the weights actually loaded (tags, files,
+        checkpoints and random weights alike), of both towers or of the text
+        tower only. A strided sample of every tensor keeps it fast on large
+        models."""
         import hashlib
         digest = hashlib.sha256(self.name.encode())
         for key, tensor in self.model.state_dict().items():
-            if key.startswith('visual.'):
+            if key.startswith('visual.') and not visual:
                 continue
             flat = tensor.detach().flatten()
             step = max(1, math.ceil(flat.numel() / 4096))

@@ -4,10 +4,11 @@ from .base import (FatalVocabularyError, FetchResult, MLLMVocabulary,
                    VocabularyFailure, VocabularySource)
 from .cache import CacheError, Term, VocabularyCache, VocabularyEntry
 from .cached import CachedVocabulary
+from .lexicon import LexiconVocabulary
 from .openai_source import OpenAIVocabulary
 
 __all__ = [
     'VocabularySource', 'MLLMVocabulary', 'OpenAIVocabulary',
-    'CachedVocabulary', 'VocabularyCache', 'VocabularyEntry', 'Term',
+    'CachedVocabulary', 'LexiconVocabulary', 'VocabularyCache', 'VocabularyEntry', 'Term',
     'FetchResult', 'VocabularyFailure', 'FatalVocabularyError', 'CacheError'
 ]
