@@ -4,11 +4,13 @@ from .base import (FatalVocabularyError, FetchResult, MLLMVocabulary,
                    VocabularyFailure, VocabularySource)
 from .cache import CacheError, Term, VocabularyCache, VocabularyEntry
 from .cached import CachedVocabulary
+from .hf_source import HFVocabulary
 from .lexicon import LexiconVocabulary
 from .openai_source import OpenAIVocabulary
 
 __all__ = [
     'VocabularySource', 'MLLMVocabulary', 'OpenAIVocabulary',
-    'CachedVocabulary', 'LexiconVocabulary', 'VocabularyCache', 'VocabularyEntry', 'Term',
-    'FetchResult', 'VocabularyFailure', 'FatalVocabularyError', 'CacheError'
+    'CachedVocabulary', 'LexiconVocabulary', 'HFVocabulary', 'VocabularyCache',
+    'VocabularyEntry', 'Term', 'FetchResult', 'VocabularyFailure',
+    'FatalVocabularyError', 'CacheError'
 ]
