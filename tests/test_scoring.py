@@ -33,3 +33,99 @@ def test_background_threshold():
     assert scoring.apply_background_threshold(logits, 0.0) is logits
     low = scoring.apply_background_threshold(logits, prob_thd=0.2)
     torch.testing.assert_close(low, logits)  # no pixel below 0.2
+
+
+def test_term_class_similarity_is_max_over_synonyms():
+    terms = torch.tensor([[1., 0.], [0., 1.]])
+    synonyms = torch.tensor([[1., 0.], [0.6, 0.8], [0., 1.]])
+    got = scoring.term_class_similarity(terms, synonyms,
+                                        torch.tensor([0, 0, 1]), 2)
+    torch.testing.assert_close(got, torch.tensor([[1., 0.], [0.8, 1.]]))
+
+
+def test_assign_terms_threshold_suggestion_and_top_n():
+    sim = torch.tensor([
+        [0.90, 0.10],  # -> class 0
+        [0.80, 0.20],  # -> class 0
+        [0.95, 0.30],  # -> class 0 (best of class 0)
+        [0.50, 0.60],  # below map_thr: dropped
+        [0.10, 0.40],  # below map_thr, but the MLLM said class 0
+        [0.76, 0.74],  # -> class 0, but top_n cuts it
+    ])
+    none = torch.full((6, ), -1)
+    suggested = none.clone()
+    suggested[4] = 0
+    got = scoring.assign_terms(sim, suggested, map_thr=0.75, top_n=None)
+    assert got.tolist() == [0, 0, 0, -1, 0, 0]
+    top3 = scoring.assign_terms(sim, suggested, map_thr=0.75, top_n=3)
+    assert top3.tolist() == [0, 0, 0, -1, -1, -1]  # 0.95, 0.90, 0.80 stay
+    top1 = scoring.assign_terms(sim, none, map_thr=0.75, top_n=1)
+    assert top1.tolist() == [-1, -1, 0, -1, -1, -1]
+    only_mllm = scoring.assign_terms(
+        sim, suggested, top_n=None, use_similarity=False)
+    assert only_mllm.tolist() == [-1, -1, -1, -1, 0, -1]
+    wins = suggested.clone()
+    wins[0] = 1  # the MLLM's class wins over CLIP's choice
+    assert scoring.assign_terms(sim, wins, top_n=None)[0] == 1
+
+
+def region_setup():
+    """Class 0 owns the left half of a 4x4 image, class 1 the right."""
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[0, :, :2] = True
+    mask[1, :, 2:] = True
+    everywhere = torch.full((4, 4), 5.0)  # a 'room' term: high everywhere
+    on_region = torch.zeros(4, 4)
+    on_region[:, :2] = 5.0  # lights up class 0's region only
+    return mask, torch.stack([everywhere, on_region])
+
+
+def test_refinement_damps_global_terms_and_favours_aligned_ones():
+    mask, scores = region_setup()
+    term_class = torch.tensor([0, 0])
+    w = scoring.refinement_weights(scores, term_class, mask, temperature=1.0)
+    # a = [5 - 5, 5 - 2.5] = [0, 2.5] -> softmax
+    want = torch.softmax(torch.tensor([0.0, 2.5]), 0)
+    torch.testing.assert_close(w, want)
+    assert w[1] > w[0]
+    flat = scoring.refinement_weights(scores, term_class, mask, refine=False)
+    torch.testing.assert_close(flat, torch.tensor([0.5, 0.5]))
+    hot = scoring.refinement_weights(scores, term_class, mask, 0.1)
+    assert hot[1] > w[1]  # lower temperature, sharper preference
+
+
+def test_refinement_empty_mask_unused_terms_and_per_class_softmax():
+    mask, scores = region_setup()
+    empty = torch.zeros_like(mask)
+    w = scoring.refinement_weights(scores, torch.tensor([0, 0]), empty)
+    torch.testing.assert_close(w, torch.tensor([0.5, 0.5]))  # a_t = 0
+    scores3 = torch.cat([scores, scores[:1]])
+    w = scoring.refinement_weights(scores3, torch.tensor([0, -1, 1]), mask)
+    assert w.tolist() == [1.0, 0.0, 1.0]  # one term per class, one unused
+
+
+def test_vocabulary_scores_and_fusion():
+    class_scores = torch.stack([torch.full((2, 2), 1.0),
+                                torch.full((2, 2), 2.0)])
+    term_scores = torch.stack([torch.full((2, 2), 4.0),
+                               torch.full((2, 2), 8.0),
+                               torch.full((2, 2), 100.0)])
+    term_class = torch.tensor([0, 0, -1])
+    weights = torch.tensor([0.25, 0.75, 0.0])
+    vocab = scoring.vocabulary_scores(class_scores, term_scores, term_class,
+                                      weights)
+    torch.testing.assert_close(vocab[0], torch.full((2, 2), 7.0))
+    torch.testing.assert_close(vocab[1], class_scores[1])  # no terms: S_c
+    fused = scoring.fuse(class_scores, vocab, 0.5)
+    torch.testing.assert_close(fused[0], torch.full((2, 2), 4.0))
+    torch.testing.assert_close(
+        scoring.fuse(class_scores, vocab, 0.0), class_scores)
+
+
+def test_head_functions_are_device_and_dtype_agnostic():
+    mask, scores = region_setup()
+    for dtype in (torch.float32, torch.float64):
+        w = scoring.refinement_weights(scores.to(dtype), torch.tensor([0, 0]),
+                                       mask)
+        assert w.dtype == dtype
+        torch.testing.assert_close(w.sum(), torch.tensor(1.0, dtype=dtype))

@@ -130,3 +130,92 @@ def test_tensor_mode_and_no_training(tiny_segmentor_cfg):
 def test_build_errors(tiny_segmentor_cfg, overrides, error, match):
     with pytest.raises(error, match=match):
         MODELS.build({**tiny_segmentor_cfg, **overrides})
+
+
+STATIC = dict(
+    type='StaticVocabulary',
+    terms={
+        'wall': ['brick masonry', 'painted plaster'],
+        'sky': ['blue sky', 'clouds'],
+        '': ['a cat on a sofa', 'room']
+    })
+
+
+def samples_with_paths(n, shape):
+    out = samples(n, shape)
+    for i, sample in enumerate(out):
+        sample.set_metainfo(dict(img_path=f'image_{i}.jpg'))
+    return out
+
+
+def test_images_without_vocabulary_equal_the_baseline_exactly(
+        tiny_segmentor_cfg, tmp_path):
+    image = torch.randn(2, 3, 96, 128)
+    base = build(tiny_segmentor_cfg, test_cfg=SLIDE)
+    empty_cache = build(
+        tiny_segmentor_cfg,
+        test_cfg=SLIDE,
+        vocabulary=dict(
+            type='CachedVocabulary', cache_file=str(tmp_path / 'v.sqlite')))
+    with torch.no_grad():
+        want = base.predict(image, samples_with_paths(2, (96, 128)))
+        got = empty_cache.predict(image, samples_with_paths(2, (96, 128)))
+    for a, b in zip(want, got):
+        assert torch.equal(a.seg_logits.data, b.seg_logits.data)
+
+
+@pytest.mark.parametrize('test_cfg', [dict(mode='whole'), SLIDE])
+def test_vocabulary_changes_scores_and_is_reported(tiny_segmentor_cfg,
+                                                   test_cfg):
+    image = torch.randn(2, 3, 96, 128)
+    base = build(tiny_segmentor_cfg, test_cfg=test_cfg)
+    ours = build(
+        tiny_segmentor_cfg,
+        test_cfg=test_cfg,
+        vocabulary=STATIC,
+        head=dict(type='OVEVAHead', map_thr=0.0, top_n=2))
+    with torch.no_grad():
+        plain = base.predict(image, samples_with_paths(2, (96, 128)))
+        out = ours.predict(image, samples_with_paths(2, (96, 128)))
+        single = ours.predict(image[1:], samples_with_paths(1, (96, 128)))
+    assert ours.out_channels == 3  # restored after the batch
+    assert out[0].seg_logits.data.shape == (3, 96, 128)
+    assert not torch.allclose(out[0].seg_logits.data,
+                              plain[0].seg_logits.data)
+    torch.testing.assert_close(
+        out[1].seg_logits.data, single[0].seg_logits.data, atol=1e-4,
+        rtol=0)
+    report = {r['term']: r for r in out[0].ov_eva_vocabulary}
+    assert set(report) == {
+        'brick masonry', 'painted plaster', 'blue sky', 'clouds',
+        'a cat on a sofa', 'room'
+    }
+    assert report['brick masonry']['suggested_class'] == 'wall'
+    assert report['brick masonry']['mapped_class'] == 'wall'
+    assert report['room']['suggested_class'] is None
+    mapped = [r for r in report.values() if r['mapped_class'] == 'wall']
+    assert len(mapped) <= 2  # top_n
+    weights = sum(r['weight'] for r in mapped)
+    assert weights == pytest.approx(1.0, abs=1e-3)
+
+
+def test_terms_are_encoded_once(tiny_segmentor_cfg):
+    model = build(tiny_segmentor_cfg, vocabulary=STATIC)
+    with torch.no_grad():
+        model.predict(torch.randn(1, 3, 64, 64), samples_with_paths(1,
+                                                                    (64, 64)))
+        first = model.term_bank.encoded_count
+        model.predict(torch.randn(1, 3, 64, 64), samples_with_paths(1,
+                                                                    (64, 64)))
+    assert first == 6 and model.term_bank.encoded_count == 6
+
+
+def test_head_off_is_the_baseline(tiny_segmentor_cfg):
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a = build(tiny_segmentor_cfg).predict(image,
+                                              samples_with_paths(1, (64, 64)))
+        b = build(
+            tiny_segmentor_cfg, vocabulary=STATIC, head=None).predict(
+                image, samples_with_paths(1, (64, 64)))
+    assert torch.equal(a[0].seg_logits.data, b[0].seg_logits.data)

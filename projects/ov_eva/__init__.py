@@ -9,6 +9,7 @@ compat.install()  # before anything imports mmseg
 
 from .clip_encoder import DenseCLIPEncoder  # noqa: E402
 from .datasets import COCOObjectDataset, PascalVOC20Dataset  # noqa: E402
+from .head import OVEVAHead  # noqa: E402
 from .hooks import VocabularyPrefetchHook  # noqa: E402
 from .registry import VOCABULARIES  # noqa: E402
 from .segmentor import OVEVASegmentor  # noqa: E402
@@ -16,7 +17,7 @@ from .text_bank import TextBank, read_class_file  # noqa: E402
 
 __version__ = '0.1.0'
 __all__ = [
-    'DenseCLIPEncoder', 'OVEVASegmentor', 'TextBank', 'read_class_file',
+    'DenseCLIPEncoder', 'OVEVASegmentor', 'OVEVAHead', 'TextBank', 'read_class_file',
     'PascalVOC20Dataset', 'COCOObjectDataset', 'VocabularyPrefetchHook',
     'VOCABULARIES'
 ]

@@ -3,6 +3,8 @@
 Shapes: B batch, S texts (synonyms or terms), K classes, D embedding width,
 H x W positions. Every function works on any device and batch size.
 """
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -42,3 +44,114 @@ def apply_background_threshold(logits: Tensor,
     out = logits.clone()
     out[:, bg_idx] = torch.where(low, raised, logits[:, bg_idx])
     return out
+
+
+def term_class_similarity(term_emb: Tensor, synonym_emb: Tensor,
+                          synonym_to_class: Tensor,
+                          num_classes: int) -> Tensor:
+    """``sim(t, c) = max over synonyms s of c of <e(t), e(s)>``:
+    (T, D), (S, D) -> (T, K)."""
+    sims = term_emb @ synonym_emb.T.to(term_emb)
+    index = synonym_to_class.to(sims.device).view(1, -1).expand_as(sims)
+    out = sims.new_full((sims.shape[0], num_classes), -torch.inf)
+    return out.scatter_reduce(1, index, sims, reduce='amax')
+
+
+def assign_terms(similarity: Tensor,
+                 suggested: Tensor,
+                 map_thr: float = 0.75,
+                 top_n: Optional[int] = 3,
+                 use_similarity: bool = True) -> Tensor:
+    """Top-N target class mapping (DESIGN.md step 4).
+
+    Args:
+        similarity: (T, K) ``sim(t, c)``.
+        suggested: (T,) the MLLM's suggested class index, -1 for none; it
+            wins over the CLIP choice.
+        map_thr: terms whose best ``sim`` is below it (and with no suggested
+            class) are dropped.
+        top_n: each class keeps its ``top_n`` terms of highest ``sim``;
+            None keeps all.
+        use_similarity: False keeps only the MLLM's own suggestions (the
+            "vocabulary only" ablation).
+
+    Returns:
+        (T,) class index per term, -1 for dropped terms.
+    """
+    best_sim, best = similarity.max(dim=1)
+    suggested = suggested.to(similarity.device)
+    chosen = torch.full_like(suggested, -1)
+    if use_similarity:
+        chosen = torch.where(best_sim >= map_thr, best, chosen)
+    chosen = torch.where(suggested >= 0, suggested, chosen)
+    if top_n is None:
+        return chosen
+    rank_sim = similarity.gather(1, chosen.clamp(min=0)[:, None])[:, 0]
+    for k in chosen[chosen >= 0].unique():
+        members = (chosen == k).nonzero()[:, 0]
+        if len(members) > top_n:
+            order = rank_sim[members].argsort(descending=True, stable=True)
+            chosen[members[order[top_n:]]] = -1
+    return chosen
+
+
+def refinement_weights(term_scores: Tensor,
+                       term_class: Tensor,
+                       class_mask: Tensor,
+                       temperature: float = 1.0,
+                       refine: bool = True) -> Tensor:
+    """Mask-guided weights (DESIGN.md step 5) of one image's terms.
+
+    ``a_t = mean_{x in M_c} S_t(x) - mean_x S_t(x)`` (0 where ``M_c`` is
+    empty), ``w_t = softmax over the terms of class c of a_t / T``; with
+    ``refine=False`` every term of a class weighs ``1 / |T_c|``.
+
+    Args:
+        term_scores: (T, H, W) ``S_t``.
+        term_class: (T,) class of each term (-1: unused, weight 0).
+        class_mask: (K, H, W) bool, ``M_c``.
+    """
+    used = term_class >= 0
+    cls = term_class.clamp(min=0)
+    if refine:
+        masks = class_mask[cls].to(term_scores.dtype)  # (T, H, W)
+        area = masks.flatten(1).sum(1)
+        inside = (term_scores * masks).flatten(1).sum(1) / area.clamp(min=1)
+        alignment = torch.where(area > 0,
+                                inside - term_scores.flatten(1).mean(1),
+                                torch.zeros_like(area))
+        logits = alignment / temperature
+    else:
+        logits = torch.zeros(term_class.shape, device=term_scores.device)
+    logits = torch.where(used, logits, torch.full_like(logits, -torch.inf))
+    # softmax within each class: subtract each class's max for stability
+    num_classes = class_mask.shape[0]
+    class_max = logits.new_full((num_classes, ), -torch.inf).scatter_reduce(
+        0, cls, logits, reduce='amax')
+    exp = torch.where(used, (logits - class_max[cls]).exp(),
+                      torch.zeros_like(logits))
+    total = exp.new_zeros(num_classes).scatter_add(0, cls, exp)
+    return torch.where(used, exp / total[cls].clamp(min=1e-12),
+                       torch.zeros_like(exp))
+
+
+def vocabulary_scores(class_scores: Tensor, term_scores: Tensor,
+                      term_class: Tensor, weights: Tensor) -> Tensor:
+    """``V_c(x) = sum_{t in T_c} w_t S_t(x)``, and ``V_c = S_c`` for classes
+    without terms: (K, H, W), (T, H, W), (T,), (T,) -> (K, H, W)."""
+    used = term_class >= 0
+    out = torch.zeros_like(class_scores)
+    if used.any():
+        weighted = term_scores[used] * weights[used].view(-1, 1, 1).to(
+            term_scores)
+        out.index_add_(0, term_class[used], weighted)
+    has_terms = torch.zeros(class_scores.shape[0], dtype=torch.bool,
+                            device=class_scores.device)
+    has_terms[term_class[used]] = True
+    return torch.where(has_terms.view(-1, 1, 1), out, class_scores)
+
+
+def fuse(class_scores: Tensor, vocab_scores: Tensor,
+         fusion_lambda: float = 0.5) -> Tensor:
+    """``Z_c = (1 - lambda) S_c + lambda V_c`` (DESIGN.md step 6)."""
+    return (1 - fusion_lambda) * class_scores + fusion_lambda * vocab_scores

@@ -1,12 +1,17 @@
 """The OV-EVA segmentor: an mmseg ``EncoderDecoder`` with a CLIP inside.
 
-Only ``extract_feat`` / ``encode_decode`` are OV-EVA's own; whole and slide
-inference, post-processing (padding, resize, flip) and the data flow come
-from mmseg, driven by ``test_cfg`` exactly as for any mmseg model.
+Only ``extract_feat`` / ``encode_decode`` and the per-image head are OV-EVA's
+own; whole and slide inference, post-processing (padding, resize, flip) and
+the data flow come from mmseg, driven by ``test_cfg`` as for any mmseg model.
+
+Data flows one way: image -> dense features -> (vocabulary from cache or
+source) -> text bank -> per-window score maps of class synonyms and terms,
+merged by mmseg's slide inference -> ``OVEVAHead`` once per image (mapping,
+refinement, fusion) -> background threshold -> ``SegDataSample``.
 With no vocabulary configured this is the plain training-free baseline
 (MaskCLIP / SCLIP / ClearCLIP / NACLIP, by ``clip.variant``).
 """
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.config import ConfigDict
@@ -31,6 +36,7 @@ class OVEVASegmentor(EncoderDecoder):
         classes: class file path, shipped class-file name (``'ade20k'``) or
             a list of classes, each ``'name, synonym, ...'``.
         templates: prompt template set name or list (see ``TEMPLATE_SETS``).
+        term_templates: the (smaller) template set of vocabulary terms.
         logit_scale: multiplier of cosine similarities; None uses the CLIP
             model's own (100 for OpenAI weights).
         prob_thd: pixels whose top class probability is below it become
@@ -41,7 +47,9 @@ class OVEVASegmentor(EncoderDecoder):
         vocabulary: config of a vocabulary source (``OpenAIVocabulary``,
             ``HFVocabulary``, ``LexiconVocabulary``, ``CachedVocabulary``);
             None: class names only. ``VocabularyPrefetchHook`` fills its
-            cache before testing.
+            cache before testing; images it missed are fetched on demand.
+        head: config of the refinement head (``OVEVAHead``); None ignores
+            the vocabulary (the baseline).
         test_cfg: mmseg's ``dict(mode='whole')`` or
             ``dict(mode='slide', crop_size=(224, 224), stride=(112, 112))``.
     """
@@ -50,11 +58,13 @@ class OVEVASegmentor(EncoderDecoder):
                  clip: dict,
                  classes: ClassSpec,
                  templates: Union[str, Sequence[str]] = 'imagenet80',
+                 term_templates: Union[str, Sequence[str]] = 'simple7',
                  logit_scale: Optional[float] = None,
                  prob_thd: float = 0.0,
                  bg_idx: int = 0,
                  text_cache_dir=None,
                  vocabulary: Optional[dict] = None,
+                 head: Optional[dict] = dict(type='OVEVAHead'),
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg=None):
@@ -81,11 +91,15 @@ class OVEVASegmentor(EncoderDecoder):
             ]),
             persistent=False)
         self.text_bank = TextBank(self.clip, templates, text_cache_dir)
+        self.term_bank = TextBank(self.clip, term_templates, text_cache_dir)
         self._synonym_embeddings: Optional[Tensor] = None
+        self._term_embeddings: Optional[Tensor] = None  # of the batch
+        self._reports: List[list] = []  # of the batch, for predict()
         self.vocabulary = None
         if vocabulary is not None:
             self.vocabulary = VOCABULARIES.build(vocabulary)
             self.vocabulary.bind(self.clip)
+        self.head = MODELS.build(head) if head is not None else None
         self._logit_scale = logit_scale
         self.prob_thd, self.bg_idx = prob_thd, bg_idx
         self.align_corners = False
@@ -94,6 +108,10 @@ class OVEVASegmentor(EncoderDecoder):
     @property
     def logit_scale(self) -> float:
         return self._logit_scale or self.clip.logit_scale
+
+    @property
+    def uses_vocabulary(self) -> bool:
+        return self.vocabulary is not None and self.head is not None
 
     def synonym_embeddings(self) -> Tensor:
         """(S, D) embeddings of every class synonym, encoded on first use
@@ -108,12 +126,21 @@ class OVEVASegmentor(EncoderDecoder):
 
     def encode_decode(self, inputs: Tensor,
                       batch_img_metas: List[dict]) -> Tensor:
-        """Class logits (B, K, H, W) for a batch of images or windows."""
+        """Logits (B, K [+ U], H, W) for a batch of images or windows: the
+        K class scores ``S_c`` and, while a batch's vocabulary is active,
+        the U term scores ``S_t``."""
         features = self.extract_feat(inputs)
-        scores = scoring.text_scores(features, self.synonym_embeddings(),
-                                     self.logit_scale)
-        logits = scoring.class_scores(scores, self.synonym_to_class,
-                                      self.num_classes)
+        text = self.synonym_embeddings()
+        if self._term_embeddings is not None:
+            text = torch.cat([text, self._term_embeddings.to(text.device)])
+        scores = scoring.text_scores(features, text, self.logit_scale)
+        num_synonyms = len(self.synonyms)
+        logits = torch.cat([
+            scoring.class_scores(scores[:, :num_synonyms],
+                                 self.synonym_to_class, self.num_classes),
+            scores[:, num_synonyms:]
+        ],
+                           dim=1)
         # features cover the input padded to whole patches: crop after resize
         ph, pw = self.clip.patch_size
         grid_h, grid_w = logits.shape[-2:]
@@ -125,9 +152,88 @@ class OVEVASegmentor(EncoderDecoder):
         return logits[..., :inputs.shape[-2], :inputs.shape[-1]]
 
     def inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
-        logits = super().inference(inputs, batch_img_metas)
+        """Class logits (B, K, H, W): mmseg's whole/slide inference, the
+        vocabulary head per image, then the background threshold."""
+        if not self.uses_vocabulary:
+            logits = super().inference(inputs, batch_img_metas)
+        else:
+            logits = self._vocabulary_inference(inputs, batch_img_metas)
         return scoring.apply_background_threshold(logits, self.prob_thd,
                                                   self.bg_idx)
+
+    def _vocabulary_inference(self, inputs: Tensor,
+                              batch_img_metas: List[dict]) -> Tensor:
+        vocabularies = [self.image_vocabulary(m) for m in batch_img_metas]
+        self._reports = []
+        union = list(dict.fromkeys(t for v in vocabularies for t in v))
+        if not union:  # every image fell back to its class names
+            return super().inference(inputs, batch_img_metas)
+        self._term_embeddings = self.term_bank.embed(union)
+        self.out_channels = self.num_classes + len(union)
+        try:  # slide inference sizes its buffers by out_channels
+            merged = super().inference(inputs, batch_img_metas)
+        finally:
+            self.out_channels = self.num_classes
+            term_embeddings, self._term_embeddings = \
+                self._term_embeddings, None
+        similarity = scoring.term_class_similarity(
+            term_embeddings.float(), self.synonym_embeddings().float(),
+            self.synonym_to_class, self.num_classes)
+        fused = []
+        for logits, meta, vocab in zip(merged, batch_img_metas, vocabularies):
+            index = torch.tensor([union.index(t) for t in vocab],
+                                 dtype=torch.long,
+                                 device=logits.device)
+            suggested = torch.tensor(list(vocab.values()),
+                                     dtype=torch.long,
+                                     device=logits.device)
+            out, info = self.head(logits[:self.num_classes],
+                                  logits[self.num_classes:][index],
+                                  similarity[index], suggested)
+            self._reports.append(self._report(vocab, info))
+            fused.append(out)
+        return torch.stack(fused)
+
+    def image_vocabulary(self, meta: dict) -> Dict[str, int]:
+        """term -> the MLLM's suggested class index (-1: none) for one
+        image; empty when the image has no vocabulary (class names only)."""
+        image = meta.get('img_path')
+        if image is None:
+            return {}
+        result = self.vocabulary.fetch(image, self.classes)
+        index = {name: k for k, name in enumerate(self.class_names)}
+        return {
+            t.text: index.get(t.suggested_class, -1)
+            for t in result.terms
+        }
+
+    def _report(self, vocab: Dict[str, int], info: Dict[str, Tensor]):
+        """The vocabulary used and its mapping, for people (demo JSON)."""
+        rows = []
+        for i, (term, suggested) in enumerate(vocab.items()):
+            k = int(info['term_class'][i])
+            rows.append(
+                dict(
+                    term=term,
+                    suggested_class=self.class_names[suggested]
+                    if suggested >= 0 else None,
+                    mapped_class=self.class_names[k] if k >= 0 else None,
+                    similarity=round(float(info['similarity'][i]), 4)
+                    if k >= 0 else None,
+                    weight=round(float(info['weight'][i]), 4)))
+        return rows
+
+    def predict(self,
+                inputs: Tensor,
+                data_samples: OptSampleList = None) -> SampleList:
+        """mmseg's predict; each sample also carries the vocabulary used and
+        its mapping in ``metainfo['ov_eva_vocabulary']``."""
+        self._reports = []
+        samples = super().predict(inputs, data_samples)
+        for sample, report in zip(samples, self._reports):
+            sample.set_metainfo(dict(ov_eva_vocabulary=report))
+        self._reports = []
+        return samples
 
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None):
         return self.encode_decode(inputs, None)

@@ -7,10 +7,11 @@ from .cached import CachedVocabulary
 from .hf_source import HFVocabulary
 from .lexicon import LexiconVocabulary
 from .openai_source import OpenAIVocabulary
+from .static import StaticVocabulary
 
 __all__ = [
     'VocabularySource', 'MLLMVocabulary', 'OpenAIVocabulary',
-    'CachedVocabulary', 'LexiconVocabulary', 'HFVocabulary', 'VocabularyCache',
-    'VocabularyEntry', 'Term', 'FetchResult', 'VocabularyFailure',
-    'FatalVocabularyError', 'CacheError'
+    'CachedVocabulary', 'LexiconVocabulary', 'HFVocabulary',
+    'StaticVocabulary', 'VocabularyCache', 'VocabularyEntry', 'Term',
+    'FetchResult', 'VocabularyFailure', 'FatalVocabularyError', 'CacheError'
 ]

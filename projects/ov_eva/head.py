@@ -1,0 +1,76 @@
+"""The OV-EVA refinement head: one image's vocabulary folded onto its target
+classes (DESIGN.md steps 4-6), once per image on whole-image score maps."""
+from typing import Dict, Optional, Tuple
+
+import torch
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import Tensor
+
+from . import scoring
+
+
+@MODELS.register_module()
+class OVEVAHead(BaseModule):
+    """Top-N class mapping, mask-guided refinement and fusion.
+
+    Every step has an off switch, so ablation configs can turn each on alone.
+
+    Args:
+        use_similarity: map terms to classes by CLIP text similarity
+            (``sim >= map_thr``); False keeps only terms whose class the MLLM
+            named ("vocabulary only").
+        map_thr: least ``sim(t, c)`` for a term to be mapped by CLIP.
+        top_n: terms kept per class (highest ``sim``); None keeps all.
+        refine: mask-guided weights; False weighs a class's terms equally.
+        temperature: softmax temperature of the refinement weights.
+        fusion_lambda: weight of the vocabulary score in the fusion.
+    """
+
+    def __init__(self,
+                 use_similarity: bool = True,
+                 map_thr: float = 0.75,
+                 top_n: Optional[int] = 3,
+                 refine: bool = True,
+                 temperature: float = 1.0,
+                 fusion_lambda: float = 0.5,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        if top_n is not None and top_n < 1:
+            raise ValueError('head.top_n must be >= 1 or None')
+        if temperature <= 0 or not 0 <= fusion_lambda <= 1:
+            raise ValueError('head.temperature must be > 0 and '
+                             'head.fusion_lambda in [0, 1]')
+        self.use_similarity, self.map_thr = use_similarity, map_thr
+        self.top_n, self.refine = top_n, refine
+        self.temperature, self.fusion_lambda = temperature, fusion_lambda
+
+    def forward(self, class_logits: Tensor, term_logits: Tensor,
+                similarity: Tensor,
+                suggested: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Fused class logits (K, H, W) of one image.
+
+        Args:
+            class_logits: (K, H, W) base scores ``S_c``.
+            term_logits: (T, H, W) term scores ``S_t``.
+            similarity: (T, K) ``sim(t, c)`` of the image's terms.
+            suggested: (T,) the MLLM's suggested class per term, -1 none.
+
+        Returns:
+            fused logits and, per term, its class (-1: dropped), ``sim`` to
+            that class and weight, for reporting.
+        """
+        term_class = scoring.assign_terms(similarity, suggested, self.map_thr,
+                                          self.top_n, self.use_similarity)
+        class_mask = torch.nn.functional.one_hot(
+            class_logits.argmax(0), class_logits.shape[0]).permute(2, 0,
+                                                                   1).bool()
+        weights = scoring.refinement_weights(term_logits, term_class,
+                                             class_mask, self.temperature,
+                                             self.refine)
+        vocab = scoring.vocabulary_scores(class_logits, term_logits,
+                                          term_class, weights)
+        fused = scoring.fuse(class_logits, vocab, self.fusion_lambda)
+        sim = similarity.gather(1, term_class.clamp(min=0)[:, None])[:, 0]
+        return fused, dict(term_class=term_class, similarity=sim,
+                           weight=weights)
