@@ -105,11 +105,14 @@ def test_refinement_empty_mask_unused_terms_and_per_class_softmax():
 
 
 def test_vocabulary_scores_and_fusion():
-    class_scores = torch.stack([torch.full((2, 2), 1.0),
-                                torch.full((2, 2), 2.0)])
-    term_scores = torch.stack([torch.full((2, 2), 4.0),
-                               torch.full((2, 2), 8.0),
-                               torch.full((2, 2), 100.0)])
+    class_scores = torch.stack(
+        [torch.full((2, 2), 1.0),
+         torch.full((2, 2), 2.0)])
+    term_scores = torch.stack([
+        torch.full((2, 2), 4.0),
+        torch.full((2, 2), 8.0),
+        torch.full((2, 2), 100.0)
+    ])
     term_class = torch.tensor([0, 0, -1])
     weights = torch.tensor([0.25, 0.75, 0.0])
     vocab = scoring.vocabulary_scores(class_scores, term_scores, term_class,
@@ -125,7 +128,7 @@ def test_vocabulary_scores_and_fusion():
 def test_head_functions_are_device_and_dtype_agnostic():
     mask, scores = region_setup()
     for dtype in (torch.float32, torch.float64):
-        w = scoring.refinement_weights(scores.to(dtype), torch.tensor([0, 0]),
-                                       mask)
+        w = scoring.refinement_weights(
+            scores.to(dtype), torch.tensor([0, 0]), mask)
         assert w.dtype == dtype
         torch.testing.assert_close(w.sum(), torch.tensor(1.0, dtype=dtype))

@@ -180,11 +180,9 @@ def test_vocabulary_changes_scores_and_is_reported(tiny_segmentor_cfg,
         single = ours.predict(image[1:], samples_with_paths(1, (96, 128)))
     assert ours.out_channels == 3  # restored after the batch
     assert out[0].seg_logits.data.shape == (3, 96, 128)
-    assert not torch.allclose(out[0].seg_logits.data,
-                              plain[0].seg_logits.data)
+    assert not torch.allclose(out[0].seg_logits.data, plain[0].seg_logits.data)
     torch.testing.assert_close(
-        out[1].seg_logits.data, single[0].seg_logits.data, atol=1e-4,
-        rtol=0)
+        out[1].seg_logits.data, single[0].seg_logits.data, atol=1e-4, rtol=0)
     report = {r['term']: r for r in out[0].ov_eva_vocabulary}
     assert set(report) == {
         'brick masonry', 'painted plaster', 'blue sky', 'clouds',
@@ -202,11 +200,11 @@ def test_vocabulary_changes_scores_and_is_reported(tiny_segmentor_cfg,
 def test_terms_are_encoded_once(tiny_segmentor_cfg):
     model = build(tiny_segmentor_cfg, vocabulary=STATIC)
     with torch.no_grad():
-        model.predict(torch.randn(1, 3, 64, 64), samples_with_paths(1,
-                                                                    (64, 64)))
+        model.predict(
+            torch.randn(1, 3, 64, 64), samples_with_paths(1, (64, 64)))
         first = model.term_bank.encoded_count
-        model.predict(torch.randn(1, 3, 64, 64), samples_with_paths(1,
-                                                                    (64, 64)))
+        model.predict(
+            torch.randn(1, 3, 64, 64), samples_with_paths(1, (64, 64)))
     assert first == 6 and model.term_bank.encoded_count == 6
 
 
@@ -216,6 +214,6 @@ def test_head_off_is_the_baseline(tiny_segmentor_cfg):
         a = build(tiny_segmentor_cfg).predict(image,
                                               samples_with_paths(1, (64, 64)))
         b = build(
-            tiny_segmentor_cfg, vocabulary=STATIC, head=None).predict(
-                image, samples_with_paths(1, (64, 64)))
+            tiny_segmentor_cfg, vocabulary=STATIC,
+            head=None).predict(image, samples_with_paths(1, (64, 64)))
     assert torch.equal(a[0].seg_logits.data, b[0].seg_logits.data)

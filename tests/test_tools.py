@@ -31,7 +31,8 @@ def test_tools_test_on_real_samples(tmp_path, config, data, count):
     result = evaluate(config, data, tmp_path / 'work', '--show-dir',
                       tmp_path / 'show')
     assert {'aAcc', 'mIoU', 'mAcc'} <= set(result)
-    assert 0 <= result['mIoU'] <= 100 and 0 < result['aAcc'] <= 100
+    # random tiny weights: the numbers only have to be well-formed
+    assert 0 <= result['mIoU'] <= 100 and 0 <= result['aAcc'] <= 100
     pictures = sorted((tmp_path / 'show').rglob('*.png'))
     assert len(pictures) == count
     from PIL import Image

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, run_cli
 
 from ov_eva.testing import FakeOpenAIServer
-from ov_eva.vocabulary import (CacheError, CachedVocabulary, Term,
+from ov_eva.vocabulary import (CachedVocabulary, CacheError, Term,
                                VocabularyCache, VocabularyEntry,
                                VocabularyFailure)
 
@@ -42,7 +42,8 @@ def test_put_get_failures(tmp_path):
     assert cache.failures() == [('k1', 'img1', 'boom again', 2)]
     cache.put(entry())
     got = cache.get('k1')
-    assert got.terms == [Term('oak floor', 'floor')] and got.usage['prompt_tokens'] == 10
+    assert got.terms == [Term('oak floor', 'floor')
+                         ] and got.usage['prompt_tokens'] == 10
     assert cache.failures() == []  # success clears the failure record
     assert cache.integrity_check() == 'ok'
 
@@ -139,13 +140,14 @@ def test_killed_prefetch_keeps_entries_and_rerun_resumes(
     cache_file = tmp_path / 'v.sqlite'
     env = dict(os.environ, OPENAI_API_KEY='sk-kill-test')
     with FakeOpenAIServer(latency=0.1) as server:
-        proc = subprocess.Popen(
-            [str(a) for a in build_vocabulary_cmd(image_folder, cache_file,
-                                                  server.base_url)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen([
+            str(a) for a in build_vocabulary_cmd(image_folder, cache_file,
+                                                 server.base_url)
+        ],
+                                cwd=REPO,
+                                env=env,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if cache_file.exists() and len(VocabularyCache(cache_file)) >= 5:
@@ -173,14 +175,15 @@ def test_processes_share_one_cache(tmp_path, image_folder):
     env = dict(os.environ, OPENAI_API_KEY='sk-many')
     with FakeOpenAIServer(latency=0.02) as server:
         procs = [
-            subprocess.Popen(
-                [str(a) for a in build_vocabulary_cmd(
-                    image_folder, cache_file, server.base_url, 2)],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True) for _ in range(3)
+            subprocess.Popen([
+                str(a) for a in build_vocabulary_cmd(image_folder, cache_file,
+                                                     server.base_url, 2)
+            ],
+                             cwd=REPO,
+                             env=env,
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE,
+                             text=True) for _ in range(3)
         ]
         outs = [p.communicate(timeout=300) for p in procs]
     for proc, (out, err) in zip(procs, outs):

@@ -72,17 +72,17 @@ def test_cache_hit_and_resume(tmp_path):
 
 def test_image_is_resized_before_sending(tmp_path):
     with FakeOpenAIServer() as server:
-        source(server, tmp_path, max_image_side=32).fetch(
-            image(size=(100, 200)), CLASSES)
+        source(
+            server, tmp_path,
+            max_image_side=32).fetch(image(size=(100, 200)), CLASSES)
         url = server.requests[0]['body']['messages'][1]['content'][1][
             'image_url']['url']
     data = np.frombuffer(base64.b64decode(url.split(',', 1)[1]), np.uint8)
     assert cv2.imdecode(data, cv2.IMREAD_COLOR).shape[:2] == (16, 32)
 
 
-@pytest.mark.parametrize('fault', [
-    'malformed', 'refuse', 'empty', 'junk', 'absurd'
-])
+@pytest.mark.parametrize('fault',
+                         ['malformed', 'refuse', 'empty', 'junk', 'absurd'])
 def test_bad_answers_fall_back_and_are_not_cached(tmp_path, fault):
     with FakeOpenAIServer(behaviour=fault) as server:
         vocab = source(server, tmp_path)
@@ -115,8 +115,8 @@ def test_hang_times_out_then_falls_back(tmp_path):
     with FakeOpenAIServer(behaviour='hang', hang_seconds=3) as server:
         start = time.monotonic()
         result = source(
-            server, tmp_path, timeout=0.5, max_retries=1).fetch(
-                image(), CLASSES)
+            server, tmp_path, timeout=0.5,
+            max_retries=1).fetch(image(), CLASSES)
         assert time.monotonic() - start < 5
     assert result.status == 'failed' and 'Timeout' in result.error
 
@@ -140,8 +140,8 @@ def test_dead_server_stops_the_run_fast(tmp_path):
         max_consecutive_failures=4)
     start = time.monotonic()
     with pytest.raises(FatalVocabularyError, match='could not reach'):
-        prefetch(vocab, [image(i) for i in range(20)], CLASSES, 2,
-                 progress=False)
+        prefetch(
+            vocab, [image(i) for i in range(20)], CLASSES, 2, progress=False)
     assert time.monotonic() - start < 30
 
 

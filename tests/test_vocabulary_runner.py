@@ -21,15 +21,27 @@ def test_runner_prefetches_then_replays(tmp_path):
             f'model.vocabulary.base_url={server.base_url}',
             f'model.vocabulary.cache_file={cache}'
         ]
-        first = run_cli('tools/test.py', CONFIG, '--work-dir',
-                        tmp_path / 'w1', '--cfg-options', *options, env=env)
+        first = run_cli(
+            'tools/test.py',
+            CONFIG,
+            '--work-dir',
+            tmp_path / 'w1',
+            '--cfg-options',
+            *options,
+            env=env)
         assert re.search(r'3 images, 0 cache hits, 3 new, 0 failed',
                          first.stdout)
         assert 'mIoU' in first.stdout
         requests = server.count()
         assert requests == 9  # 3 images x (perceive + 2 expand rounds)
-        second = run_cli('tools/test.py', CONFIG, '--work-dir',
-                         tmp_path / 'w2', '--cfg-options', *options, env=env)
+        second = run_cli(
+            'tools/test.py',
+            CONFIG,
+            '--work-dir',
+            tmp_path / 'w2',
+            '--cfg-options',
+            *options,
+            env=env)
         assert '3 images, 3 cache hits, 0 new' in second.stdout
         assert server.count() == requests  # nothing asked again
     assert len(VocabularyCache(cache)) == 3
@@ -39,11 +51,11 @@ def test_runner_prefetches_then_replays(tmp_path):
         if path.is_file():
             assert b'sk-runner-SECRET' not in path.read_bytes(), path
 
-    replay = run_cli(
-        'tools/test.py', CONFIG, '--work-dir', tmp_path / 'w3',
-        '--cfg-options', *TINY, f'test_dataloader.dataset.data_root={root}',
-        'model.vocabulary.type=CachedVocabulary',
-        f'model.vocabulary.cache_file={cache}')
+    replay = run_cli('tools/test.py', CONFIG, '--work-dir', tmp_path / 'w3',
+                     '--cfg-options', *TINY,
+                     f'test_dataloader.dataset.data_root={root}',
+                     'model.vocabulary.type=CachedVocabulary',
+                     f'model.vocabulary.cache_file={cache}')
     assert '3 images, 3 cache hits, 0 new, 0 failed' in replay.stdout
 
 
@@ -71,15 +83,32 @@ def test_two_process_launch_shards_prefetch_and_matches_one(tmp_path):
             f'model.vocabulary.cache_file={tmp_path / "v.sqlite"}'
         ]
         dist = run_cli(
-            sys.executable, '-m', 'torch.distributed.run',
-            '--nproc_per_node', '2', '--master_port', str(free_port()),
-            'tools/test.py', config, '--launcher', 'pytorch', '--work-dir',
-            tmp_path / 'dist', '--cfg-options', *options, env=env)
+            sys.executable,
+            '-m',
+            'torch.distributed.run',
+            '--nproc_per_node',
+            '2',
+            '--master_port',
+            str(free_port()),
+            'tools/test.py',
+            config,
+            '--launcher',
+            'pytorch',
+            '--work-dir',
+            tmp_path / 'dist',
+            '--cfg-options',
+            *options,
+            env=env)
         assert '14 images, 0 cache hits, 14 new, 0 failed' in dist.stdout
         assert server.count() == 42  # no image fetched twice
-        single = run_cli('tools/test.py', config, '--work-dir',
-                         tmp_path / 'one', '--cfg-options', *options,
-                         env=env)
+        single = run_cli(
+            'tools/test.py',
+            config,
+            '--work-dir',
+            tmp_path / 'one',
+            '--cfg-options',
+            *options,
+            env=env)
         assert '14 images, 14 cache hits' in single.stdout
 
     def metric(path):
@@ -97,11 +126,17 @@ def test_build_tool_from_config_export_import_replay(tmp_path):
     made, shared = tmp_path / 'made.sqlite', tmp_path / 'shared.jsonl'
     with FakeOpenAIServer() as server:
         out = run_cli(
-            'tools/build_vocabulary.py', '--config', CONFIG, '--cfg-options',
-            *TINY, f'test_dataloader.dataset.data_root={root}',
+            'tools/build_vocabulary.py',
+            '--config',
+            CONFIG,
+            '--cfg-options',
+            *TINY,
+            f'test_dataloader.dataset.data_root={root}',
             'model.vocabulary.type=OpenAIVocabulary',
-            f'model.vocabulary.base_url={server.base_url}', '--cache-file',
-            made, env=dict(OPENAI_API_KEY='sk-tool'))
+            f'model.vocabulary.base_url={server.base_url}',
+            '--cache-file',
+            made,
+            env=dict(OPENAI_API_KEY='sk-tool'))
         assert '3 images, 0 cache hits, 3 new, 0 failed' in out.stdout
     out = run_cli('tools/build_vocabulary.py', '--cache-file', made,
                   '--export', shared)
@@ -109,12 +144,12 @@ def test_build_tool_from_config_export_import_replay(tmp_path):
     replica = tmp_path / 'replica.sqlite'
     run_cli('tools/build_vocabulary.py', '--cache-file', replica, '--import',
             shared)
-    replay = run_cli(
-        'tools/test.py', CONFIG, '--work-dir', tmp_path / 'w',
-        '--cfg-options', *TINY, f'test_dataloader.dataset.data_root={root}',
-        'model.vocabulary.type=CachedVocabulary',
-        'model.vocabulary.on_missing=error',
-        f'model.vocabulary.cache_file={replica}')
+    replay = run_cli('tools/test.py', CONFIG, '--work-dir', tmp_path / 'w',
+                     '--cfg-options', *TINY,
+                     f'test_dataloader.dataset.data_root={root}',
+                     'model.vocabulary.type=CachedVocabulary',
+                     'model.vocabulary.on_missing=error',
+                     f'model.vocabulary.cache_file={replica}')
     assert '3 images, 3 cache hits, 0 new, 0 failed' in replay.stdout
     assert [e.to_json() for e in VocabularyCache(replica)
             ] == [e.to_json() for e in VocabularyCache(made)]

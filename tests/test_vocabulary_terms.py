@@ -5,16 +5,23 @@ from conftest import run_cli
 
 from ov_eva.vocabulary.base import _term_list, match_class
 from ov_eva.vocabulary.prompts import expand_prompt, perceive_prompt
-from ov_eva.vocabulary.terms import (MAX_ANSWER_CHARS, AnswerError,
-                                     clean_term, clean_terms, parse_json)
+from ov_eva.vocabulary.terms import (MAX_ANSWER_CHARS, AnswerError, clean_term,
+                                     clean_terms, parse_json)
 
 
 @pytest.mark.parametrize('answer,expected', [
-    ('{"floor": ["parquet"]}', {'floor': ['parquet']}),
-    ('```json\n{"floor": ["parquet"]}\n```', {'floor': ['parquet']}),
-    ('Sure! Here you go: {"floor": ["parquet"]} Hope it helps.',
-     {'floor': ['parquet']}),
-    ("{'floor': ['parquet', 'rug',],}", {'floor': ['parquet', 'rug']}),
+    ('{"floor": ["parquet"]}', {
+        'floor': ['parquet']
+    }),
+    ('```json\n{"floor": ["parquet"]}\n```', {
+        'floor': ['parquet']
+    }),
+    ('Sure! Here you go: {"floor": ["parquet"]} Hope it helps.', {
+        'floor': ['parquet']
+    }),
+    ("{'floor': ['parquet', 'rug',],}", {
+        'floor': ['parquet', 'rug']
+    }),
 ])
 def test_tolerant_json(answer, expected):
     assert parse_json(answer, dict) == expected

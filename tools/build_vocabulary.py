@@ -25,16 +25,12 @@ from pathlib import Path
 from mmengine.config import Config, DictAction
 
 import ov_eva  # noqa: F401  (registers sources; compat before mmseg)
-from ov_eva.registry import VOCABULARIES
+from ov_eva.registry import (VOCABULARIES, VOCABULARY_SHORT_NAMES,
+                             vocabulary_config)
 from ov_eva.text_bank import load_classes
 from ov_eva.vocabulary import FatalVocabularyError, VocabularyCache
 from ov_eva.vocabulary.prefetch import prefetch
 
-SHORT_NAMES = dict(
-    openai='OpenAIVocabulary',
-    hf='HFVocabulary',
-    lexicon='LexiconVocabulary',
-    cached='CachedVocabulary')
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 
 
@@ -54,16 +50,19 @@ def parse_args(argv=None):
     parser.add_argument(
         '--vocabulary',
         default='openai',
-        help=f'source with --images: {", ".join(SHORT_NAMES)} or a type')
+        help='source with --images: '
+        f'{", ".join(VOCABULARY_SHORT_NAMES)} or a type name')
     parser.add_argument(
         '--set',
         nargs='+',
         action=DictAction,
         default={},
         help='source settings with --images, key=value')
-    parser.add_argument('--clip', default='ViT-B-16:openai',
-                        help='NAME:TAG_OR_FILE of the CLIP for lexicon '
-                        'sources with --images')
+    parser.add_argument(
+        '--clip',
+        default='ViT-B-16:openai',
+        help='NAME:TAG_OR_FILE of the CLIP for lexicon '
+        'sources with --images')
     parser.add_argument('--cache-file', help='vocabulary cache (SQLite)')
     parser.add_argument('--concurrency', type=int, help='requests in flight')
     parser.add_argument('--export', help='write the cache as JSON Lines')
@@ -76,10 +75,10 @@ def from_config(args):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    if not cfg.model.get('vocabulary'):
+    if vocabulary_config(cfg.model.get('vocabulary')) is None:
         sys.exit(f'{args.config} has no model.vocabulary; set one, e.g. '
                  '--cfg-options model.vocabulary.type=OpenAIVocabulary')
-    vocab_cfg = cfg.model.vocabulary.to_dict()
+    vocab_cfg = vocabulary_config(cfg.model.vocabulary)
     if args.cache_file:
         vocab_cfg['cache_file'] = args.cache_file
     from mmengine.registry import init_default_scope
@@ -101,18 +100,17 @@ def from_folder(args):
     folder = Path(args.images)
     if not folder.is_dir():
         sys.exit(f'--images {folder}: not a folder')
-    images = sorted(p for p in folder.rglob('*')
-                    if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(
+        p for p in folder.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         sys.exit(f'--images {folder}: no image files '
                  f'({", ".join(sorted(IMAGE_SUFFIXES))})')
-    vocab_cfg = dict(
-        type=SHORT_NAMES.get(args.vocabulary, args.vocabulary), **args.set)
+    vocab_cfg = dict(vocabulary_config(args.vocabulary), **args.set)
     if args.cache_file:
         vocab_cfg['cache_file'] = args.cache_file
     name, _, pretrained = args.clip.partition(':')
-    return vocab_cfg, load_classes(args.class_file), [str(p) for p in images
-                                                      ], dict(
+    return vocab_cfg, load_classes(args.class_file), [str(p)
+                                                      for p in images], dict(
                                                           name=name,
                                                           pretrained=pretrained
                                                           or None)

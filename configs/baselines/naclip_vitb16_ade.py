@@ -1,5 +1,8 @@
-# Training-free baseline: the naclip last block, class names only. Any other
-# benchmark: swap the dataset base, or pass
-# --cfg-options model.clip.variant=naclip
-_base_ = ['../oveva_vitb16_ade.py']
-model = dict(clip=dict(variant='naclip'))
+# Training-free baseline: the naclip last block, class names only (no
+# vocabulary). Other benchmarks: swap the dataset base, or run any OV-EVA
+# config with --cfg-options model.vocabulary=none model.clip.variant=naclip
+_base_ = [
+    '../_base_/models/ov_eva_vitb16.py', '../_base_/datasets/ade20k.py',
+    '../_base_/default_runtime.py'
+]
+model = dict(classes='ade20k', clip=dict(variant='naclip'))

@@ -17,7 +17,7 @@ from .text_bank import TextBank, read_class_file  # noqa: E402
 
 __version__ = '0.1.0'
 __all__ = [
-    'DenseCLIPEncoder', 'OVEVASegmentor', 'OVEVAHead', 'TextBank', 'read_class_file',
-    'PascalVOC20Dataset', 'COCOObjectDataset', 'VocabularyPrefetchHook',
-    'VOCABULARIES'
+    'DenseCLIPEncoder', 'OVEVASegmentor', 'OVEVAHead', 'TextBank',
+    'read_class_file', 'PascalVOC20Dataset', 'COCOObjectDataset',
+    'VocabularyPrefetchHook', 'VOCABULARIES'
 ]

@@ -72,5 +72,5 @@ class OVEVAHead(BaseModule):
                                           term_class, weights)
         fused = scoring.fuse(class_logits, vocab, self.fusion_lambda)
         sim = similarity.gather(1, term_class.clamp(min=0)[:, None])[:, 0]
-        return fused, dict(term_class=term_class, similarity=sim,
-                           weight=weights)
+        return fused, dict(
+            term_class=term_class, similarity=sim, weight=weights)

@@ -142,16 +142,17 @@ def vocabulary_scores(class_scores: Tensor, term_scores: Tensor,
     used = term_class >= 0
     out = torch.zeros_like(class_scores)
     if used.any():
-        weighted = term_scores[used] * weights[used].view(-1, 1, 1).to(
-            term_scores)
+        weighted = term_scores[used] * weights[used].view(-1, 1,
+                                                          1).to(term_scores)
         out.index_add_(0, term_class[used], weighted)
-    has_terms = torch.zeros(class_scores.shape[0], dtype=torch.bool,
-                            device=class_scores.device)
+    has_terms = torch.zeros(
+        class_scores.shape[0], dtype=torch.bool, device=class_scores.device)
     has_terms[term_class[used]] = True
     return torch.where(has_terms.view(-1, 1, 1), out, class_scores)
 
 
-def fuse(class_scores: Tensor, vocab_scores: Tensor,
+def fuse(class_scores: Tensor,
+         vocab_scores: Tensor,
          fusion_lambda: float = 0.5) -> Tensor:
     """``Z_c = (1 - lambda) S_c + lambda V_c`` (DESIGN.md step 6)."""
     return (1 - fusion_lambda) * class_scores + fusion_lambda * vocab_scores

@@ -22,7 +22,7 @@ from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor
 
 from . import scoring
-from .registry import VOCABULARIES
+from .registry import VOCABULARIES, vocabulary_config
 from .text_bank import ClassSpec, TextBank, load_classes
 
 
@@ -45,8 +45,10 @@ class OVEVASegmentor(EncoderDecoder):
         text_cache_dir: disk cache of text embeddings (None: default
             folder, False: memory only).
         vocabulary: config of a vocabulary source (``OpenAIVocabulary``,
-            ``HFVocabulary``, ``LexiconVocabulary``, ``CachedVocabulary``);
-            None: class names only. ``VocabularyPrefetchHook`` fills its
+            ``HFVocabulary``, ``LexiconVocabulary``, ``CachedVocabulary``,
+            ``StaticVocabulary``) or a short name (``'lexicon'``,
+            ``'openai'``, ``'hf'``, ``'cached'``); None / ``'none'``: class
+            names only. ``VocabularyPrefetchHook`` fills its
             cache before testing; images it missed are fetched on demand.
         head: config of the refinement head (``OVEVAHead``); None ignores
             the vocabulary (the baseline).
@@ -63,7 +65,7 @@ class OVEVASegmentor(EncoderDecoder):
                  prob_thd: float = 0.0,
                  bg_idx: int = 0,
                  text_cache_dir=None,
-                 vocabulary: Optional[dict] = None,
+                 vocabulary: Union[None, str, dict] = None,
                  head: Optional[dict] = dict(type='OVEVAHead'),
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -96,8 +98,8 @@ class OVEVASegmentor(EncoderDecoder):
         self._term_embeddings: Optional[Tensor] = None  # of the batch
         self._reports: List[list] = []  # of the batch, for predict()
         self.vocabulary = None
-        if vocabulary is not None:
-            self.vocabulary = VOCABULARIES.build(vocabulary)
+        if vocabulary_config(vocabulary) is not None:
+            self.vocabulary = VOCABULARIES.build(vocabulary_config(vocabulary))
             self.vocabulary.bind(self.clip)
         self.head = MODELS.build(head) if head is not None else None
         self._logit_scale = logit_scale
@@ -177,16 +179,16 @@ class OVEVASegmentor(EncoderDecoder):
             term_embeddings, self._term_embeddings = \
                 self._term_embeddings, None
         similarity = scoring.term_class_similarity(
-            term_embeddings.float(), self.synonym_embeddings().float(),
-            self.synonym_to_class, self.num_classes)
+            term_embeddings.float(),
+            self.synonym_embeddings().float(), self.synonym_to_class,
+            self.num_classes)
         fused = []
         for logits, meta, vocab in zip(merged, batch_img_metas, vocabularies):
             index = torch.tensor([union.index(t) for t in vocab],
                                  dtype=torch.long,
                                  device=logits.device)
-            suggested = torch.tensor(list(vocab.values()),
-                                     dtype=torch.long,
-                                     device=logits.device)
+            suggested = torch.tensor(
+                list(vocab.values()), dtype=torch.long, device=logits.device)
             out, info = self.head(logits[:self.num_classes],
                                   logits[self.num_classes:][index],
                                   similarity[index], suggested)
@@ -202,10 +204,7 @@ class OVEVASegmentor(EncoderDecoder):
             return {}
         result = self.vocabulary.fetch(image, self.classes)
         index = {name: k for k, name in enumerate(self.class_names)}
-        return {
-            t.text: index.get(t.suggested_class, -1)
-            for t in result.terms
-        }
+        return {t.text: index.get(t.suggested_class, -1) for t in result.terms}
 
     def _report(self, vocab: Dict[str, int], info: Dict[str, Tensor]):
         """The vocabulary used and its mapping, for people (demo JSON)."""

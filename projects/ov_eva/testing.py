@@ -34,8 +34,8 @@ def good_answer(prompt: str) -> str:
         if any(len(v) > 2 for v in held_terms.values()):
             return '{}'
     return json.dumps({
-        name: [f'{name} variant {round_index}', f'{name} close-up'][:2 -
-                                                                   round_index]
+        name: [f'{name} variant {round_index}',
+               f'{name} close-up'][:2 - round_index]
         for name in classes[:3]
     })
 
@@ -133,9 +133,8 @@ class FakeOpenAIServer:
                         server.in_flight -= 1
 
             def _send(self, status, payload, headers=()):
-                data = payload if isinstance(payload,
-                                             bytes) else json.dumps(
-                                                 payload).encode()
+                data = payload if isinstance(
+                    payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header('Content-Type', 'application/json')
                 self.send_header('Content-Length', str(len(data)))
@@ -174,10 +173,12 @@ class FakeOpenAIServer:
                     'malformed': ('Sure! Terms: wall, floor [unclosed', None),
                     'refuse': (None, "I'm sorry, I can't help with that."),
                     'empty': ('', None),
-                    'absurd': (json.dumps({'terms': [
-                        f'junk term number {i} \u0007' if i % 2 else
-                        'x' * 300 for i in range(400)
-                    ]}), None),
+                    'absurd': (json.dumps({
+                        'terms': [
+                            f'junk term number {i} \u0007' if i % 2 else 'x' *
+                            300 for i in range(400)
+                        ]
+                    }), None),
                 }.get(outcome, (good_answer(prompt), None))
                 self._send(
                     200,
@@ -211,5 +212,7 @@ def _prompt_text(body: Dict) -> str:
         if isinstance(content, str):
             parts.append(content)
         elif isinstance(content, list):
-            parts += [c.get('text', '') for c in content if isinstance(c, dict)]
+            parts += [
+                c.get('text', '') for c in content if isinstance(c, dict)
+            ]
     return '\n'.join(parts)

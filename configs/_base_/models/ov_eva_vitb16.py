@@ -1,4 +1,5 @@
 # OV-EVA on CLIP ViT-B/16 (OpenAI weights), NACLIP last block, 224 windows.
+# No vocabulary here: configs add one from _base_/vocabulary/.
 # Any open_clip ViT works: set clip.name / clip.pretrained (a tag or a local
 # weights file); mean/std below are CLIP's (OpenAI) in 0-255 units.
 data_preprocessor = dict(
@@ -18,6 +19,16 @@ model = dict(
         gaussian_std=5.0),
     classes=None,  # set per benchmark: a class file or a shipped name
     templates='imagenet80',
+    term_templates='simple7',  # vocabulary terms: a smaller template set
+    # DESIGN.md steps 4-6; every step has its switch (see configs/ablations)
+    head=dict(
+        type='OVEVAHead',
+        use_similarity=True,
+        map_thr=0.75,
+        top_n=3,
+        refine=True,
+        temperature=1.0,
+        fusion_lambda=0.5),
     logit_scale=None,
     prob_thd=0.0,
     bg_idx=0,

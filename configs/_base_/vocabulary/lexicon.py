@@ -1,3 +1,3 @@
 # No MLLM: rank the shipped concept lexicon by CLIP similarity to the image
 # and its windows. Offline, deterministic, free.
-model = dict(vocabulary=dict(type='LexiconVocabulary', top_k=32))
+vocabulary = dict(type='LexiconVocabulary', top_k=32, window_grid=2)

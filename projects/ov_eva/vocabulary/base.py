@@ -142,9 +142,9 @@ class VocabularySource:
                               sort_keys=True)
         return hashlib.sha256(material.encode()).hexdigest()[:40]
 
-    def lookup(self, image: ImageInput,
-               classes: Classes) -> Tuple[str, str, str,
-                                          Optional[VocabularyEntry]]:
+    def lookup(
+            self, image: ImageInput, classes: Classes
+    ) -> Tuple[str, str, str, Optional[VocabularyEntry]]:
         image_hash, class_hash = image_digest(image), classes_digest(classes)
         key = self.key(image_hash, class_hash)
         cached = self.cache.get(key) if self.cache is not None else None
@@ -233,8 +233,7 @@ class MLLMVocabulary(VocabularySource):
     def params(self) -> Dict:
         return dict(k=self.k, rounds=self.rounds, max_terms=self.max_terms)
 
-    def ask(self, rgb: np.ndarray, prompt: str, usage: Dict[str,
-                                                           int]) -> str:
+    def ask(self, rgb: np.ndarray, prompt: str, usage: Dict[str, int]) -> str:
         """One chat turn: image + prompt -> answer text."""
         raise NotImplementedError
 
@@ -250,8 +249,8 @@ class MLLMVocabulary(VocabularySource):
         terms: List[Term] = []
         held: Dict[str, List[str]] = {}
         for _ in range(self.rounds):
-            answer = self.ask(
-                rgb, expand_prompt(names, perceived, held, self.k), usage)
+            answer = self.ask(rgb, expand_prompt(names, perceived, held,
+                                                 self.k), usage)
             raw.append(answer)
             try:
                 proposals = parse_json(answer, dict)
@@ -263,8 +262,8 @@ class MLLMVocabulary(VocabularySource):
                     name, str) else None
                 items = items if isinstance(items, list) else [items]
                 for text in clean_terms(items, limit=self.k):
-                    if len(terms) >= self.max_terms or any(
-                            t.text == text for t in terms):
+                    if len(terms) >= self.max_terms or any(t.text == text
+                                                           for t in terms):
                         continue
                     terms.append(Term(text, target))
                     held.setdefault(target or str(name)[:60], []).append(text)
@@ -285,6 +284,7 @@ def _term_list(answer: str) -> list:
     """Stage 1 answers ``{"terms": [...]}``; a bare list is accepted too."""
     value = parse_json(answer, (dict, list))
     if isinstance(value, dict):
-        value = value.get('terms', next(
-            (v for v in value.values() if isinstance(v, list)), []))
+        value = value.get(
+            'terms',
+            next((v for v in value.values() if isinstance(v, list)), []))
     return value if isinstance(value, list) else []

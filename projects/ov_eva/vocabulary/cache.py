@@ -204,9 +204,9 @@ class VocabularyCache:
     def record_failure(self, key: str, image: str, error: str) -> None:
         with self._transaction() as conn:
             conn.execute(
-                'INSERT INTO failures VALUES (?, ?, ?, 1, ?) ON CONFLICT(key) '
-                'DO UPDATE SET error = excluded.error, attempts = attempts + 1,'
-                ' updated = excluded.updated',
+                'INSERT INTO failures VALUES (?, ?, ?, 1, ?) '
+                'ON CONFLICT(key) DO UPDATE SET error = excluded.error, '
+                'attempts = attempts + 1, updated = excluded.updated',
                 (key, image, error[:2000], time.time()))
 
     def failures(self) -> List[Tuple[str, str, str, int]]:

@@ -148,8 +148,7 @@ class OpenAIVocabulary(MLLMVocabulary):
         except openai.AuthenticationError as error:
             raise FatalVocabularyError(
                 f'the server rejected the API key ({error.status_code}); '
-                f'check the environment variable {self.api_key_env}'
-            ) from None
+                f'check the environment variable {self.api_key_env}') from None
         except (openai.APIConnectionError, openai.APITimeoutError):
             self._note_unreachable()
             raise

@@ -56,8 +56,8 @@ class PrefetchSummary:
         if self.cost is not None:
             text += f'; estimated cost ${self.cost:.4f}'
         if self.errors:
-            text += '; first failures: ' + ' | '.join(
-                e[:160] for e in self.errors)
+            text += '; first failures: ' + ' | '.join(e[:160]
+                                                      for e in self.errors)
         return text
 
     def to_dict(self) -> Dict:

@@ -22,8 +22,7 @@ class StaticVocabulary(VocabularySource):
     def __init__(self, terms: Dict[str, List[str]]):
         super().__init__(cache_file=False)
         self.terms = [
-            Term(text, name or None)
-            for name, items in (terms or {}).items()
+            Term(text, name or None) for name, items in (terms or {}).items()
             for text in clean_terms(items)
         ]
         if not self.terms:

@@ -56,8 +56,9 @@ def clean_term(term: Any) -> Optional[str]:
     non-printable)."""
     if not isinstance(term, str):
         return None
-    if any(unicodedata.category(ch)[0] == 'C' and ch not in '\t\n '
-           for ch in term):
+    if any(
+            unicodedata.category(ch)[0] == 'C' and ch not in '\t\n '
+            for ch in term):
         return None
     term = ' '.join(term.lower().split()).strip(' .,;:!?"\'`-*_')
     if not term or not any(ch.isalnum() for ch in term):
@@ -67,8 +68,8 @@ def clean_term(term: Any) -> Optional[str]:
     return term
 
 
-def clean_terms(terms: Iterable[Any], limit: Optional[int] = None
-                ) -> List[str]:
+def clean_terms(terms: Iterable[Any],
+                limit: Optional[int] = None) -> List[str]:
     """Cleaned, de-duplicated terms in their first order, at most ``limit``.
     """
     out: List[str] = []
