@@ -168,3 +168,15 @@ def test_bad_names_fail_clearly():
         DenseCLIPEncoder('ViT-B-16', pretrained='no-such-tag')
     with pytest.raises(ValueError, match='plain CLIP ViT'):
         DenseCLIPEncoder('RN50')
+
+
+def test_short_text_encoding_equals_padded():
+    torch.manual_seed(0)
+    encoder = DenseCLIPEncoder('ov-eva-tiny')
+    texts = ['a photo of a cat.', 'wall', 'a very long description of a '
+             'red brick wall with white mortar between the bricks']
+    tokens = encoder.tokenizer(texts)
+    with torch.no_grad():
+        padded = encoder.model.encode_text(tokens, normalize=True)
+    torch.testing.assert_close(
+        encoder.encode_text(texts), padded, atol=1e-5, rtol=1e-5)

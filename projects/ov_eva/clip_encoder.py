@@ -252,20 +252,43 @@ class DenseCLIPEncoder(BaseModule):
         return out
 
     @torch.no_grad()
-    def encode_text(self,
-                    texts: Sequence[str],
-                    batch_size: int = 256) -> Tensor:
+    def encode_text(self, texts: Sequence[str], batch_size: int = 256
+                    ) -> Tensor:
         """L2-normalised embeddings (N, D) of ``texts``, on the model's
         device."""
         device = self.model.logit_scale.device
         chunks: List[Tensor] = []
         for start in range(0, len(texts), batch_size):
             tokens = self.tokenizer(list(texts[start:start + batch_size]))
-            chunks.append(
-                self.model.encode_text(tokens.to(device), normalize=True))
+            chunks.append(self._encode_tokens(tokens.to(device)))
         if not chunks:
             return torch.empty(0, self.embed_dim, device=device)
         return torch.cat(chunks)
+
+    def _encode_tokens(self, tokens: Tensor) -> Tensor:
+        """``model.encode_text(tokens, normalize=True)``, run only up to the
+        longest real prompt of the batch instead of the padded context (77
+        tokens for ~10 real ones). Exact for CLIP's causal text tower: no
+        token attends to the padding after it, and pooling reads the EOT
+        token, which is kept. Other text towers take the padded path."""
+        model = self.model
+        plain = getattr(model, 'attn_mask', None) is not None and hasattr(
+            model, 'token_embedding') and getattr(
+                model, 'text_pool_type', 'argmax') == 'argmax'
+        if not plain:
+            return model.encode_text(tokens, normalize=True)
+        length = int((tokens != 0).sum(1).max())
+        tokens = tokens[:, :length]
+        cast_dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(cast_dtype)
+        x = x + model.positional_embedding[:length].to(cast_dtype)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(-1)]
+        x = model.text_projection(x) if isinstance(
+            model.text_projection, torch.nn.Linear) else \
+            x @ model.text_projection
+        return F.normalize(x, dim=-1)
 
     @property
     def embed_dim(self) -> int:
