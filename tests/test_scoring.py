@@ -71,9 +71,8 @@ def test_assign_terms_threshold_suggestion_and_top_n():
 
 def region_setup():
     """Class 0 owns the left half of a 4x4 image, class 1 the right."""
-    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
-    mask[0, :, :2] = True
-    mask[1, :, 2:] = True
+    mask = torch.zeros(4, 4, dtype=torch.long)
+    mask[:, 2:] = 1
     everywhere = torch.full((4, 4), 5.0)  # a 'room' term: high everywhere
     on_region = torch.zeros(4, 4)
     on_region[:, :2] = 5.0  # lights up class 0's region only
@@ -96,7 +95,7 @@ def test_refinement_damps_global_terms_and_favours_aligned_ones():
 
 def test_refinement_empty_mask_unused_terms_and_per_class_softmax():
     mask, scores = region_setup()
-    empty = torch.zeros_like(mask)
+    empty = torch.full_like(mask, 5)  # no pixel of class 0
     w = scoring.refinement_weights(scores, torch.tensor([0, 0]), empty)
     torch.testing.assert_close(w, torch.tensor([0.5, 0.5]))  # a_t = 0
     scores3 = torch.cat([scores, scores[:1]])

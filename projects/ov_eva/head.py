@@ -2,7 +2,6 @@
 classes (DESIGN.md steps 4-6), once per image on whole-image score maps."""
 from typing import Dict, Optional, Tuple
 
-import torch
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
@@ -62,12 +61,9 @@ class OVEVAHead(BaseModule):
         """
         term_class = scoring.assign_terms(similarity, suggested, self.map_thr,
                                           self.top_n, self.use_similarity)
-        class_mask = torch.nn.functional.one_hot(
-            class_logits.argmax(0), class_logits.shape[0]).permute(2, 0,
-                                                                   1).bool()
         weights = scoring.refinement_weights(term_logits, term_class,
-                                             class_mask, self.temperature,
-                                             self.refine)
+                                             class_logits.argmax(0),
+                                             self.temperature, self.refine)
         vocab = scoring.vocabulary_scores(class_logits, term_logits,
                                           term_class, weights)
         fused = scoring.fuse(class_logits, vocab, self.fusion_lambda)

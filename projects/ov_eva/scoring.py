@@ -97,7 +97,7 @@ def assign_terms(similarity: Tensor,
 
 def refinement_weights(term_scores: Tensor,
                        term_class: Tensor,
-                       class_mask: Tensor,
+                       labels: Tensor,
                        temperature: float = 1.0,
                        refine: bool = True) -> Tensor:
     """Mask-guided weights (DESIGN.md step 5) of one image's terms.
@@ -109,12 +109,12 @@ def refinement_weights(term_scores: Tensor,
     Args:
         term_scores: (T, H, W) ``S_t``.
         term_class: (T,) class of each term (-1: unused, weight 0).
-        class_mask: (K, H, W) bool, ``M_c``.
+        labels: (H, W) initial class map; ``M_c = {x : labels(x) = c}``.
     """
     used = term_class >= 0
     cls = term_class.clamp(min=0)
     if refine:
-        masks = class_mask[cls].to(term_scores.dtype)  # (T, H, W)
+        masks = (labels[None] == cls[:, None, None]).to(term_scores.dtype)
         area = masks.flatten(1).sum(1)
         inside = (term_scores * masks).flatten(1).sum(1) / area.clamp(min=1)
         alignment = torch.where(area > 0,
@@ -122,10 +122,11 @@ def refinement_weights(term_scores: Tensor,
                                 torch.zeros_like(area))
         logits = alignment / temperature
     else:
-        logits = torch.zeros(term_class.shape, device=term_scores.device)
+        logits = torch.zeros(term_class.shape, device=term_scores.device,
+                             dtype=term_scores.dtype)
     logits = torch.where(used, logits, torch.full_like(logits, -torch.inf))
     # softmax within each class: subtract each class's max for stability
-    num_classes = class_mask.shape[0]
+    num_classes = int(cls.max()) + 1 if len(cls) else 0
     class_max = logits.new_full((num_classes, ), -torch.inf).scatter_reduce(
         0, cls, logits, reduce='amax')
     exp = torch.where(used, (logits - class_max[cls]).exp(),

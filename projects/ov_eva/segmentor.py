@@ -54,6 +54,9 @@ class OVEVASegmentor(EncoderDecoder):
             the vocabulary (the baseline).
         test_cfg: mmseg's ``dict(mode='whole')`` or
             ``dict(mode='slide', crop_size=(224, 224), stride=(112, 112))``.
+        train_cfg, pretrained: accepted and ignored, as mmseg's tools (e.g.
+            ``init_model``) set them on every segmentor; weights come from
+            ``clip.pretrained``.
     """
 
     def __init__(self,
@@ -69,6 +72,8 @@ class OVEVASegmentor(EncoderDecoder):
                  head: Optional[dict] = dict(type='OVEVAHead'),
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
+                 train_cfg=None,
+                 pretrained=None,
                  init_cfg=None):
         # EncoderDecoder's own __init__ builds a trained backbone and head;
         # we keep only its inference methods.
