@@ -25,7 +25,7 @@ from pathlib import Path
 from mmengine.config import Config, DictAction
 
 import ov_eva  # noqa: F401  (registers sources; compat before mmseg)
-from ov_eva.registry import (VOCABULARIES, VOCABULARY_SHORT_NAMES,
+from ov_eva.registry import (VOCABULARY_SHORT_NAMES, build_vocabulary,
                              vocabulary_config)
 from ov_eva.text_bank import load_classes
 from ov_eva.vocabulary import FatalVocabularyError, VocabularyCache
@@ -133,7 +133,7 @@ def main(argv=None):
         sys.exit('give either --config or --images (see --help)')
     vocab_cfg, classes, images, clip_cfg = (
         from_config(args) if args.config else from_folder(args))
-    source = VOCABULARIES.build(vocab_cfg)
+    source = build_vocabulary(vocab_cfg)
     if getattr(source, 'needs_encoder', False):
         from ov_eva.clip_encoder import DenseCLIPEncoder
         source.bind(DenseCLIPEncoder(**clip_cfg))

@@ -21,3 +21,11 @@ def vocabulary_config(spec):
     if isinstance(spec, str):
         return dict(type=VOCABULARY_SHORT_NAMES.get(spec, spec))
     return dict(spec)
+
+
+def build_vocabulary(spec):
+    """Build a source from ``vocabulary_config(spec)`` (None for none), in
+    OV-EVA's own registry scope whatever the default scope is."""
+    cfg = vocabulary_config(spec)
+    return None if cfg is None else VOCABULARIES.build(
+        dict(cfg, _scope_='ov_eva'))

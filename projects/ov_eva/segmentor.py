@@ -22,7 +22,7 @@ from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor
 
 from . import scoring
-from .registry import VOCABULARIES, vocabulary_config
+from .registry import build_vocabulary
 from .text_bank import ClassSpec, TextBank, load_classes
 
 
@@ -102,9 +102,8 @@ class OVEVASegmentor(EncoderDecoder):
         self._synonym_embeddings: Optional[Tensor] = None
         self._term_embeddings: Optional[Tensor] = None  # of the batch
         self._reports: List[list] = []  # of the batch, for predict()
-        self.vocabulary = None
-        if vocabulary_config(vocabulary) is not None:
-            self.vocabulary = VOCABULARIES.build(vocabulary_config(vocabulary))
+        self.vocabulary = build_vocabulary(vocabulary)
+        if self.vocabulary is not None:
             self.vocabulary.bind(self.clip)
         self.head = MODELS.build(head) if head is not None else None
         self._logit_scale = logit_scale

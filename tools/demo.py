@@ -1,0 +1,423 @@
+r"""Segment your own images with your own class names.
+
+One class an argument, synonyms comma-separated (a class scores as the max
+over its synonyms), or a class file (one class a line, same syntax)::
+
+    python tools/demo.py photo.jpg --classes cat sofa "wall, brick wall" floor
+    python tools/demo.py my_photos/ --class-file my_classes.txt --out vis/
+    python tools/demo.py photo.jpg --classes sky building road tree \
+        --vocabulary none --device cpu --opacity 0.6
+    python tools/demo.py photo.jpg --classes cat dog grass \
+        --vocabulary openai --cfg-options model.vocabulary.model=gpt-4o-mini
+
+The model is ``configs/oveva_vitb16_ade.py`` (``--config`` picks another)
+with its classes replaced by yours, no background threshold (``prob_thd=0``,
+``bg_idx=0``; set them with ``--cfg-options``) and the config's vocabulary
+source, the offline CLIP-ranked lexicon, unless ``--vocabulary`` names
+another (``lexicon``, ``openai``, ``hf``, ``cached``, ``static``, ``none``
+or a registered type name). ``--cfg-options`` is applied last.
+
+A folder is searched recursively for images (jpg, jpeg, png, bmp, webp, tif,
+tiff). Per image, in ``--out`` (sub-folders kept)::
+
+    <stem>_overlay.png  the image with the prediction blended in, and a
+                        legend of the classes present (share of pixels)
+    <stem>_label.png    class index per pixel (uint8; uint16 for >255
+                        classes), the size of the image
+    <stem>.json         classes, pixel counts and shares, the vocabulary
+                        used and its mapping, config and time taken
+
+Exit status: 0 when every image was segmented; 1 when some failed (each is
+named, the others are still written) or the model could not be built; 2
+for bad arguments (checked before the model is built).
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from mmengine.config import Config, DictAction
+from PIL import Image, ImageDraw, ImageFont
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / 'configs' / 'oveva_vitb16_ade.py'
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split('\n', 1)[1])
+    parser.add_argument('input', help='an image file or a folder of images')
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument(
+        '--classes',
+        nargs='+',
+        metavar='CLASS',
+        help='class names, one an argument; synonyms comma-separated, '
+        'e.g. cat sofa "wall, brick wall"')
+    group.add_argument(
+        '--class-file',
+        help='text file, one class a line (or a shipped '
+        'name such as ade20k)')
+    parser.add_argument(
+        '--config',
+        default=str(DEFAULT_CONFIG),
+        help='model config (default: %(default)s)')
+    parser.add_argument(
+        '--vocabulary',
+        help='vocabulary source: lexicon, openai, hf, cached, static, none '
+        "or a type name (default: the config's)")
+    parser.add_argument(
+        '--out', default='demo_out', help='output folder (%(default)s)')
+    parser.add_argument(
+        '--device',
+        help='cpu, cuda, cuda:0, ... (default: cuda if '
+        'available, else cpu)')
+    parser.add_argument(
+        '--opacity',
+        type=float,
+        default=0.5,
+        help='opacity of the prediction in the overlay, 0..1 (%(default)s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value (applied last)')
+    args = parser.parse_args(argv)
+    return parser, args
+
+
+def find_images(parser, args):
+    """(images, root): the image, or every image under the folder (sorted),
+    and the folder their output paths are relative to. Exits with a clear
+    message when there is nothing to segment."""
+    path = Path(args.input).expanduser()
+    if not path.exists():
+        parser.error(f'{args.input!r} does not exist; give an image file or '
+                     'a folder of images')
+    if path.is_file():
+        return [path], None
+    if not path.is_dir():
+        parser.error(f'{args.input!r} is neither a file nor a folder')
+    out = Path(args.out).expanduser().resolve()
+    images = sorted(
+        p for p in path.rglob('*')
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        and out not in p.resolve().parents)  # not our own earlier outputs
+    if not images:
+        parser.error(f'folder {args.input!r} holds no images '
+                     f'({", ".join(s[1:] for s in IMAGE_SUFFIXES)}; searched '
+                     'recursively); give a folder with images, or one '
+                     'image file')
+    return images, path
+
+
+def read_classes(parser, args):
+    """Classes as lists of synonyms, parsed as class files are."""
+    from ov_eva.text_bank import parse_class_lines, read_class_file
+    try:
+        if args.class_file:
+            classes = read_class_file(args.class_file)
+            source = f'--class-file {args.class_file}'
+        else:
+            classes = parse_class_lines(args.classes, '--classes')
+            source = '--classes'
+    except ValueError as error:
+        parser.error(str(error))
+    if len(classes) < 2:
+        parser.error(f'{source}: only one class ({classes[0][0]!r}); '
+                     'segmentation picks one of several classes per pixel, '
+                     "so add another (e.g. 'background' or 'other')")
+    return classes
+
+
+def choose_device(parser, device) -> str:
+    import torch
+    cuda = torch.cuda.is_available()
+    if device is None:
+        return 'cuda' if cuda else 'cpu'
+    if device.startswith('cuda') and not cuda:
+        parser.error(f'--device {device}: CUDA is not available here; use '
+                     '--device cpu')
+    return device
+
+
+def build_config(parser, args, classes) -> Config:
+    cfg = Config.fromfile(Path(args.config).expanduser())
+    cfg.model.classes = [', '.join(synonyms) for synonyms in classes]
+    cfg.model.prob_thd = 0.0
+    cfg.model.bg_idx = 0
+    if args.vocabulary is not None:
+        from ov_eva.registry import (VOCABULARIES, VOCABULARY_SHORT_NAMES,
+                                     vocabulary_config)
+        vocabulary = vocabulary_config(args.vocabulary)
+        if vocabulary is not None and VOCABULARIES.get(
+                vocabulary['type']) is None:
+            parser.error(
+                f'--vocabulary {args.vocabulary!r} is unknown; use '
+                f'one of {", ".join(VOCABULARY_SHORT_NAMES)}, none '
+                f'or a type name: {", ".join(VOCABULARIES.module_dict)}')
+        cfg.model.vocabulary = vocabulary
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    # mmseg's inference_model builds cfg.test_pipeline, dropping only the
+    # transforms named exactly LoadAnnotations: drop any annotation loader,
+    # and take the dataset's pipeline where the config has no test_pipeline
+    pipeline = cfg.get('test_pipeline') or \
+        cfg.test_dataloader.dataset.pipeline
+    cfg.test_pipeline = [
+        t for t in pipeline if 'Annotation' not in str(t.get('type'))
+    ]
+    return cfg
+
+
+def build_model(cfg: Config, device: str):
+    """mmseg's ``init_model``, seeded so that random weights (the tiny test
+    model) are reproducible."""
+    from mmengine.runner import set_random_seed
+    from mmseg.apis import init_model
+    set_random_seed(0)
+    return init_model(cfg, checkpoint=None, device=device)
+
+
+def class_palette(num_classes: int) -> np.ndarray:
+    """(K, 3) uint8 distinct colours: the PASCAL VOC colour map from entry 1
+    (entry 0 is black, the legend's text colour)."""
+    palette = np.zeros((num_classes, 3), dtype=np.uint8)
+    for k in range(num_classes):
+        index, colour = k + 1, [0, 0, 0]
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                colour[channel] |= ((index >> channel) & 1) << shift
+            index >>= 3
+        palette[k] = colour
+    return palette
+
+
+def legend_font(image_height: int):
+    """PIL's default font, ~14 px (larger on large images); the bitmap
+    default on Pillow without a scalable default font."""
+    size = max(14, round(image_height / 40))
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def draw_overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray,
+                 rows, opacity: float) -> Image.Image:
+    """The image with the prediction blended in, and on its right a legend
+    panel: one row (swatch, name, share) per class present."""
+    height, width = label.shape
+    colours = palette[label].astype(np.float32)
+    blended = (1 - opacity) * image.astype(np.float32) + opacity * colours
+    blended = Image.fromarray(blended.round().clip(0, 255).astype(np.uint8))
+    font = legend_font(height)
+    measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+    box = measure.textbbox((0, 0), 'Hg', font=font)
+    line = box[3] - box[1]
+    pad, swatch, step = line, line + 4, line + 12
+    header = f'{len(rows)} of {len(palette)} classes'
+    texts = [f'{name}  {share_text(share)}' for _, name, share in rows]
+    text_width = max(
+        measure.textlength(t, font=font) for t in texts + [header])
+    legend_w = int(pad + swatch + pad // 2 + text_width + pad)
+    legend_h = int(pad + step * (len(rows) + 1) + pad)
+    canvas = Image.new('RGB', (width + legend_w, max(height, legend_h)), WHITE)
+    canvas.paste(blended, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    x, y = width + pad, pad
+    draw.text((x, y), header, fill=BLACK, font=font)
+    for (k, _, _), text in zip(rows, texts):
+        y += step
+        draw.rectangle([x, y, x + swatch - 1, y + swatch - 1],
+                       fill=tuple(int(c) for c in palette[k]),
+                       outline=BLACK)
+        draw.text((x + swatch + pad // 2, y + 2), text, fill=BLACK, font=font)
+    return canvas
+
+
+def share_text(share: float) -> str:
+    return '<0.1%' if share < 0.05 else f'{share:.1f}%'
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) RGB uint8, decoded as the test pipeline's
+    LoadImageFromFile decodes it; ValueError naming the problem."""
+    import mmcv
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f'cannot read the file ({error.strerror})')
+    try:  # BGR: mmcv's RGB conversion fails obscurely on undecodable data
+        image = mmcv.imfrombytes(data, flag='color', channel_order='bgr')
+    except Exception as error:
+        raise ValueError(f'not a decodable image ({error})')
+    if image is None:
+        raise ValueError('not a decodable image (corrupt, or not an image)')
+    return np.ascontiguousarray(image[..., ::-1])
+
+
+class Console:
+    """Per-image lines on stdout, errors on stderr, and (folders only) a
+    progress bar on stderr, kept below the lines."""
+
+    def __init__(self, total: int, show_bar: bool):
+        from mmengine.utils import ProgressBar
+        self.bar = ProgressBar(total, file=sys.stderr) if show_bar else None
+
+    def say(self, message: str, error: bool = False):
+        if self.bar is not None:  # wipe the bar; step() draws it again
+            sys.stderr.write('\r\033[K' if sys.stderr.isatty() else '\n')
+            sys.stderr.flush()
+        print(message, file=sys.stderr if error else sys.stdout, flush=True)
+
+    def step(self):
+        if self.bar is not None:
+            self.bar.update()
+
+    def close(self):
+        if self.bar is not None:
+            sys.stderr.write('\n')
+            sys.stderr.flush()
+
+
+def output_stems(images, root, out: Path):
+    """Output path prefix of each image: ``out/<sub-folders>/<stem>``;
+    images sharing a stem in one folder (a.jpg, a.png) get the suffix."""
+    relative = [p.relative_to(root) if root else Path(p.name) for p in images]
+    seen = {}
+    for rel in relative:
+        key = rel.with_suffix('')
+        seen[key] = seen.get(key, 0) + 1
+    return [
+        out / (rel.with_suffix('') if seen[rel.with_suffix('')] == 1 else
+               rel.parent / f'{rel.stem}_{rel.suffix[1:].lower()}')
+        for rel in relative
+    ]
+
+
+def segment(model, path: Path, prefix: Path, palette, opacity: float,
+            info: dict) -> dict:
+    """Segment one image and write its three files; the JSON record."""
+    from mmseg.apis import inference_model
+    start = time.perf_counter()
+    image = read_image(path)
+    # a path, not an array: the vocabulary is fetched (and cached) by file
+    sample = inference_model(model, str(path))
+    label = sample.pred_sem_seg.data[0].cpu().numpy()
+    if label.shape != image.shape[:2]:
+        raise RuntimeError(f'prediction {label.shape} and image '
+                           f'{image.shape[:2]} differ in size')
+    counts = np.bincount(label.ravel(), minlength=len(palette))
+    total = int(counts.sum())
+    present = sorted(np.flatnonzero(counts), key=lambda k: (-counts[k], k))
+    names = model.class_names
+    rows = [(int(k), names[k], 100.0 * counts[k] / total) for k in present]
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    overlay = prefix.with_name(f'{prefix.name}_overlay.png')
+    label_file = prefix.with_name(f'{prefix.name}_label.png')
+    draw_overlay(image, label, palette, rows, opacity).save(overlay)
+    dtype = np.uint8 if len(palette) < 256 else np.uint16
+    Image.fromarray(label.astype(dtype)).save(label_file)
+    record = dict(
+        image=str(path),
+        image_size=dict(width=int(image.shape[1]), height=int(image.shape[0])),
+        config=info['config'],
+        device=info['device'],
+        classes=info['classes'],
+        present=[
+            dict(
+                index=k,
+                name=name,
+                pixels=int(counts[k]),
+                share=round(share, 4),
+                color=palette[k].tolist()) for k, name, share in rows
+        ],
+        vocabulary_source=info['vocabulary_source'],
+        vocabulary=list(sample.metainfo.get('ov_eva_vocabulary') or []),
+        outputs=dict(overlay=str(overlay), label=str(label_file)))
+    record['seconds'] = round(time.perf_counter() - start, 3)
+    with open(prefix.with_name(f'{prefix.name}.json'), 'w') as f:
+        json.dump(record, f, indent=2, default=str)
+    return record
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    if not 0 <= args.opacity <= 1:
+        parser.error(f'--opacity {args.opacity} is outside 0..1')
+    if not Path(args.config).expanduser().is_file():
+        parser.error(f'--config {args.config!r} does not exist (default: '
+                     f'{DEFAULT_CONFIG})')
+    images, root = find_images(parser, args)  # fast: before heavy imports
+
+    import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
+    from ov_eva.vocabulary import FatalVocabularyError
+    classes = read_classes(parser, args)
+    device = choose_device(parser, args.device)
+    cfg = build_config(parser, args, classes)
+    start = time.perf_counter()
+    try:
+        model = build_model(cfg, device)
+    except Exception as error:
+        sys.exit(f'error: cannot build the model of {args.config}: '
+                 f'{type(error).__name__}: {error}')
+    palette = class_palette(len(model.classes))
+    model.dataset_meta = dict(
+        classes=list(model.class_names), palette=palette.tolist())
+    vocabulary = model.vocabulary
+    info = dict(
+        classes=[
+            dict(
+                index=k,
+                name=synonyms[0],
+                synonyms=list(synonyms),
+                color=palette[k].tolist())
+            for k, synonyms in enumerate(model.classes)
+        ],
+        vocabulary_source=None
+        if vocabulary is None else type(vocabulary).__name__,
+        config=str(Path(args.config).expanduser().resolve()),
+        device=device)
+    print(f'{len(images)} image(s), {len(model.classes)} classes, '
+          f'vocabulary: {info["vocabulary_source"] or "none"}, '
+          f'device: {device} (model built in '
+          f'{time.perf_counter() - start:.1f}s)')
+
+    out = Path(args.out).expanduser()
+    console = Console(len(images), show_bar=root is not None)
+    ok = failed = 0
+    for path, prefix in zip(images, output_stems(images, root, out)):
+        try:
+            record = segment(model, path, prefix, palette, args.opacity, info)
+        except FatalVocabularyError as error:
+            console.close()
+            sys.exit(f'error: the vocabulary source failed ({error}); '
+                     f'stopped after {ok} image(s)')
+        except Exception as error:
+            failed += 1
+            console.say(f'error: {path}: {error}; skipped', error=True)
+        else:
+            ok += 1
+            present = record['present']
+            shares = ', '.join(f'{c["name"]} {share_text(c["share"])}'
+                               for c in present[:10])
+            if len(present) > 10:
+                shares += f', +{len(present) - 10} more'
+            console.say(f'{path} -> {record["outputs"]["overlay"]} '
+                        f'({shares})')
+        console.step()
+    console.close()
+    print(f'{ok} ok, {failed} failed, of {len(images)} image(s); '
+          f'outputs in {out}')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
