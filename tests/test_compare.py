@@ -1,0 +1,136 @@
+"""tools/compare.py as users run it: each config through tools/test.py (the
+real Runner) on the real ADE20K samples with the tiny CLIP, one table."""
+import json
+import re
+from pathlib import Path
+
+from conftest import REPO, TINY, run_cli, shared_data
+
+from ov_eva.testing import FakeOpenAIServer, _prompt_text, good_answer
+
+ONE_IMAGE = 'test_dataloader.dataset.indices=1'  # keeps the slower tests short
+NACLIP = 'configs/baselines/naclip_vitb16_ade.py'
+SCLIP = 'configs/baselines/sclip_vitb16_ade.py'
+OVEVA = 'configs/oveva_vitb16_ade.py'
+COLUMNS = [
+    'config', 'vocabulary source', 'mIoU', 'mAcc', 'aAcc', 's/image*',
+    'MLLM tokens**'
+]
+
+
+def compare(tmp_path, *configs, options=(), env=None, check=True):
+    root = shared_data('ADEChallengeData2016')
+    out = tmp_path / 'table.md'
+    proc = run_cli(
+        'tools/compare.py',
+        *configs,
+        '--work-dir',
+        tmp_path / 'work',
+        '--out',
+        out,
+        '--cfg-options',
+        *TINY,
+        f'test_dataloader.dataset.data_root={root}',
+        *options,
+        env=env,
+        check=check)
+    return proc, read_table(out), json.loads(
+        out.with_suffix('.json').read_text())
+
+
+def read_table(path: Path):
+    """The markdown table's header and rows, as lists of cells."""
+    lines = [
+        line for line in path.read_text().splitlines() if line.startswith('|')
+    ]
+    cells = [[
+        c.strip().replace('\\|', '|')
+        for c in re.split(r'(?<!\\)\|',
+                          line.strip()[1:-1])
+    ] for line in lines]
+    assert set(''.join(cells[1])) <= set('-: ')  # the separator row
+    return cells[0], [dict(zip(cells[0], row)) for row in cells[2:]]
+
+
+def run_metrics(tmp_path, stem):
+    """The metrics JSON tools/test.py wrote for one config."""
+    files = sorted((tmp_path / 'work' / stem).glob('*/*.json'))
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text())
+
+
+def test_compare_baselines_and_oveva(tmp_path):
+    proc, (header, rows), data = compare(tmp_path, NACLIP, SCLIP, OVEVA)
+    assert header == COLUMNS
+    assert [r['config'] for r in rows
+            ] == ['naclip_vitb16_ade', 'sclip_vitb16_ade', 'oveva_vitb16_ade']
+    assert [r['vocabulary source']
+            for r in rows] == ['none', 'none', 'LexiconVocabulary']
+    for row in rows:
+        metrics = run_metrics(tmp_path, row['config'])
+        for key in ('mIoU', 'mAcc', 'aAcc'):
+            value = float(row[key])
+            assert 0 <= value <= 100
+            assert value == round(metrics[key], 2)
+        seconds = float(row['s/image*'])
+        assert seconds > 0
+        assert abs(seconds - metrics['time']) < 1e-3  # batch size 1
+        assert row['MLLM tokens**'] == '-'  # no MLLM anywhere
+    for i, config in enumerate((NACLIP, SCLIP, OVEVA), 1):
+        assert f'[{i}/3] {config}: running' in proc.stdout
+        assert re.search(rf'\[{i}/3\] {re.escape(config)}: done in [\d.]+ s',
+                         proc.stdout)
+    assert 'Seconds per image' in (tmp_path / 'table.md').read_text()
+    assert data['columns'] == COLUMNS
+    assert [r['error'] for r in data['rows']] == [None] * 3
+    assert [r['tokens'] for r in data['rows']] == [None] * 3
+    assert data['rows'][2]['mIoU'] == run_metrics(tmp_path,
+                                                  'oveva_vitb16_ade')['mIoU']
+
+
+def test_failing_config_gets_an_error_row_and_the_rest_run(tmp_path):
+    broken = tmp_path / 'broken_ade.py'
+    broken.write_text(f'_base_ = [{str(REPO / OVEVA)!r}]\n'
+                      'model = dict(classes=[])\n')
+    proc, (_, rows), data = compare(
+        tmp_path, broken, NACLIP, options=[ONE_IMAGE], check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert [r['config'] for r in rows] == ['broken_ade', 'naclip_vitb16_ade']
+    assert 'no class names' in rows[0]['mIoU']
+    assert rows[0]['mAcc'] == rows[0]['aAcc'] == ''
+    assert 'FAILED' in proc.stdout and '[2/2]' in proc.stdout
+    assert float(rows[1]['mIoU']) == round(
+        run_metrics(tmp_path, 'naclip_vitb16_ade')['mIoU'], 2)
+    assert 'no class names' in data['rows'][0]['error']
+    assert data['rows'][1]['error'] is None
+
+
+def test_mllm_tokens_from_a_loopback_server(tmp_path):
+    key = 'sk-test'
+    with FakeOpenAIServer() as server:
+        proc, (_, rows), data = compare(
+            tmp_path,
+            OVEVA,
+            options=[
+                ONE_IMAGE, 'model.vocabulary.type=OpenAIVocabulary',
+                f'model.vocabulary.base_url={server.base_url}',
+                f'model.vocabulary.cache_file={tmp_path / "vocab.sqlite"}'
+            ],
+            env=dict(OPENAI_API_KEY=key))
+        requests = list(server.requests)
+    assert len(requests) == 3  # 1 image x (perceive + 2 expand rounds)
+    assert all(r['outcome'] == 'good' for r in requests)
+    # usage as the server computes it in _respond
+    expected = 0
+    for record in requests:
+        prompt = _prompt_text(record['body'])
+        expected += len(prompt) // 4 + 85 + len(good_answer(prompt)) // 4
+    (row, ) = rows
+    assert row['vocabulary source'] == 'OpenAIVocabulary (gpt-4o)'
+    assert int(row['MLLM tokens**']) == expected > 0
+    assert data['rows'][0]['tokens'] == expected
+    assert data['rows'][0]['requests'] == 3
+    assert 0 <= float(row['mIoU']) <= 100
+    for path in (tmp_path / 'table.md', tmp_path / 'table.json'):
+        assert key not in path.read_text(), path
+    assert key not in proc.stdout + proc.stderr

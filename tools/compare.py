@@ -1,0 +1,387 @@
+"""Compare configs on the same dataset: one markdown table of mIoU, mAcc,
+aAcc, seconds per image and MLLM tokens.
+
+Each config runs through ``tools/test.py`` (the real Runner) in a fresh
+process, one after another, with the same ``--cfg-options`` (e.g. a
+``data_root``) and ``--work-dir <work_dir>/<config stem>``; the metrics come
+from the JSON the Runner writes there, the tokens from the vocabulary
+prefetch summary in the run's log. A config that fails gets a row with its
+error and the others still run; the exit status is then 1. The table is
+printed and saved to ``--out`` (markdown) and beside it as JSON. Examples::
+
+    python tools/compare.py configs/baselines/naclip_vitb16_ade.py \\
+        configs/oveva_vitb16_ade.py configs/ablations/*.py
+    python tools/compare.py configs/baselines/*_ade.py \\
+        configs/oveva_vitb16_ade.py --work-dir work_dirs/cmp_ade \\
+        --out ade.md --cfg-options \\
+        test_dataloader.dataset.data_root=/data/ADEChallengeData2016
+    # several GPUs: every rank runs the same sequence of tools/test.py runs
+    # (each with its own rendezvous port, MASTER_PORT + i); rank 0 reports
+    python -m torch.distributed.run --nproc_per_node 4 tools/compare.py \\
+        configs/baselines/naclip_vitb16_ade.py configs/oveva_vitb16_ade.py \\
+        --launcher pytorch
+
+Each run's full stdout and stderr are kept in ``<work_dir>/<stem>/``
+(``compare.stdout.log``, ``compare.stderr.log``).
+"""
+import argparse
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from mmengine.config import Config, DictAction
+
+import ov_eva  # noqa: F401  (registers sources; compat before mmseg)
+from ov_eva.registry import VOCABULARIES, vocabulary_config
+from ov_eva.vocabulary.base import MLLMVocabulary
+
+TEST_TOOL = Path(__file__).resolve().parent / 'test.py'
+# PrefetchSummary.format(): 'vocabulary prefetch: 3 images, 0 cache hits, 3
+# new, 0 failed (class names only); 9 requests, tokens in 1200, out 300; ...'
+PREFETCH_LINE = re.compile(
+    r'vocabulary prefetch: (?P<images>\d+) images, .*?'
+    r'(?P<requests>\d+) requests, tokens in (?P<prompt>\d+), '
+    r'out (?P<completion>\d+)')
+EXCEPTION_LINE = re.compile(r'^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b')
+RANK_PREFIX = re.compile(r'^\[rank\d+\]:\s*')  # torch's on distributed runs
+COLUMNS = ('config', 'vocabulary source', 'mIoU', 'mAcc', 'aAcc', 's/image*',
+           'MLLM tokens**')
+METRICS = ('mIoU', 'mAcc', 'aAcc')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split('\n', 1)[1])
+    parser.add_argument('configs', nargs='+', help='config files')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        help='key=value overrides given to every config (as tools/test.py)')
+    parser.add_argument(
+        '--work-dir',
+        default='work_dirs/compare',
+        help='each config runs in <work-dir>/<config stem>')
+    parser.add_argument(
+        '--out',
+        help='markdown table (default <work-dir>/compare.md); the JSON goes '
+        'beside it with the suffix .json')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher, passed on to tools/test.py')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    args.out = Path(args.out or Path(args.work_dir) / 'compare.md')
+    if args.out.suffix == '.json':
+        parser.error('--out is the markdown table; its JSON twin is written '
+                     'beside it')
+    return args
+
+
+def parse_options(raw: List[str]) -> Dict:
+    """``--cfg-options`` strings as mmengine's ``DictAction`` reads them."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('--options', nargs='+', action=DictAction)
+    return parser.parse_args(['--options', *raw]).options if raw else {}
+
+
+def describe_source(cfg: Config) -> str:
+    """Type of ``model.vocabulary`` ('none' without one), with the model
+    name for MLLM sources (the class default when the config names none)."""
+    model = cfg.get('model', {})
+    if model.get('type') == 'SegTTAModel':
+        model = model.get('module', {})
+    spec = vocabulary_config(model.get('vocabulary'))
+    if spec is None:
+        return 'none'
+    kind = spec.get('type', '?')
+    cls = VOCABULARIES.get(kind) if isinstance(kind, str) else kind
+    if isinstance(cls, type):
+        kind = cls.__name__
+    if isinstance(cls, type) and issubclass(cls, MLLMVocabulary):
+        name = spec.get('model')
+        if name is None:
+            param = inspect.signature(cls).parameters.get('model')
+            if param is not None and param.default is not param.empty:
+                name = param.default
+        if name is not None:
+            return f'{kind} ({name})'
+    return str(kind)
+
+
+def is_mllm(cfg: Config) -> bool:
+    model = cfg.get('model', {})
+    if model.get('type') == 'SegTTAModel':
+        model = model.get('module', {})
+    spec = vocabulary_config(model.get('vocabulary'))
+    cls = VOCABULARIES.get(spec.get('type')) if spec else None
+    return isinstance(cls, type) and issubclass(cls, MLLMVocabulary)
+
+
+def work_dirs(configs: List[str], root: Path) -> List[Path]:
+    """``<root>/<stem>``, made unique when two configs share a stem."""
+    out, seen = [], set()
+    for config in configs:
+        name, n = Path(config).stem, 1
+        while name in seen:
+            n += 1
+            name = f'{Path(config).stem}_{n}'
+        seen.add(name)
+        out.append(root / name)
+    return out
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ''
+
+
+def error_line(stderr: str) -> str:
+    """The exception line of a traceback (the last line of stderr unless
+    something was printed after it), else stderr's last line."""
+    lines = [
+        RANK_PREFIX.sub('', line).strip() for line in stderr.splitlines()
+        if line.strip()
+    ]
+    for line in reversed(lines[-20:]):
+        if EXCEPTION_LINE.match(line):
+            return line
+    return lines[-1] if lines else ''
+
+
+def new_metrics_file(work_dir: Path, before: set) -> Optional[Path]:
+    """The metrics JSON the Runner dumped in its new timestamp folder."""
+    found = [
+        path for path in sorted(work_dir.glob('*/*.json'))
+        if path.parent.name not in before and path.stem == path.parent.name
+    ]
+    return found[-1] if found else None
+
+
+def child_env(launcher: str, index: int) -> Dict[str, str]:
+    """The environment of the ``index``-th run (from 1). Under a launcher
+    each run's process group gets its own rendezvous store, hosted by its
+    rank 0 on port ``MASTER_PORT + index``: torchrun's agent store would
+    still hold the keys of the previous run's group."""
+    env = dict(os.environ)
+    if launcher != 'none':
+        env['MASTER_PORT'] = str(int(env.get('MASTER_PORT', 29500)) + index)
+        if env.get('TORCHELASTIC_USE_AGENT_STORE') == 'True':
+            env['TORCHELASTIC_USE_AGENT_STORE'] = 'False'
+    return env
+
+
+def run_one(config: str, work_dir: Path, options: List[str], launcher: str,
+            world_size: int, env: Dict[str, str], rank: int) -> Dict:
+    """One config through tools/test.py: its row of the table (``error``
+    set when it failed). Ranks other than 0 only check the exit status."""
+    row = dict(
+        config=Path(config).stem,
+        config_file=config,
+        source='?',
+        mIoU=None,
+        mAcc=None,
+        aAcc=None,
+        seconds_per_image=None,
+        tokens=None,
+        prompt_tokens=None,
+        completion_tokens=None,
+        requests=None,
+        error=None,
+        duration_s=None,
+        work_dir=str(work_dir),
+        metrics_file=None)
+    start = time.monotonic()
+    try:
+        cfg = Config.fromfile(config, import_custom_modules=False)
+        cfg.merge_from_dict(parse_options(options))
+        row['source'] = describe_source(cfg)
+        mllm = is_mllm(cfg)
+        batch_size = int(cfg.test_dataloader.get('batch_size', 1) or 1)
+    except Exception as error:  # unreadable config: no run at all
+        row['error'] = f'{type(error).__name__}: {last_line(str(error))}'
+        row['duration_s'] = time.monotonic() - start
+        return row
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    before = {path.name for path in work_dir.iterdir() if path.is_dir()}
+    cmd = [
+        sys.executable,
+        str(TEST_TOOL), config, '--work-dir',
+        str(work_dir), '--launcher', launcher
+    ]
+    if options:
+        cmd += ['--cfg-options', *options]
+    tag = 'compare' if rank == 0 else f'compare.rank{rank}'
+    stdout_log, stderr_log = (work_dir / f'{tag}.stdout.log',
+                              work_dir / f'{tag}.stderr.log')
+    with open(stdout_log, 'w') as out, open(stderr_log, 'w') as err:
+        returncode = subprocess.call(cmd, stdout=out, stderr=err, env=env)
+    row['duration_s'] = time.monotonic() - start
+    stdout = stdout_log.read_text(errors='replace')
+    stderr = stderr_log.read_text(errors='replace')
+    if returncode != 0:
+        row['error'] = error_line(stderr) or f'exit status {returncode}'
+        return row
+    if rank != 0:  # rank 0 dumps the metrics
+        return row
+    metrics_file = new_metrics_file(work_dir, before)
+    if metrics_file is None:
+        row['error'] = f'no metrics JSON written under {work_dir}'
+        return row
+    metrics = json.loads(metrics_file.read_text())
+    row['metrics_file'] = str(metrics_file)
+    missing = [key for key in METRICS + ('time', ) if key not in metrics]
+    if missing:
+        row['error'] = f'{metrics_file} lacks {", ".join(missing)}'
+        return row
+    for key in METRICS:
+        row[key] = float(metrics[key])
+    row['seconds_per_image'] = float(metrics['time']) / batch_size / world_size
+    matches = list(PREFETCH_LINE.finditer(stdout))
+    if matches and mllm:
+        found = matches[-1]
+        row['prompt_tokens'] = int(found['prompt'])
+        row['completion_tokens'] = int(found['completion'])
+        row['requests'] = int(found['requests'])
+        row['tokens'] = row['prompt_tokens'] + row['completion_tokens']
+    return row
+
+
+def cell(text) -> str:
+    """Markdown-safe table cell."""
+    return ' '.join(str(text).split()).replace('|', '\\|')
+
+
+def format_seconds(value: float) -> str:
+    return f'{value:.3f}' if value >= 0.001 else f'{value:.1e}'
+
+
+def table_rows(rows: List[Dict]) -> List[List[str]]:
+    out = []
+    for row in rows:
+        if row['error'] is not None:
+            error = row['error']
+            if len(error) > 300:
+                error = error[:297] + '...'
+            out.append([
+                row['config'], row['source'], f'failed: {error}', '', '', '',
+                ''
+            ])
+            continue
+        out.append([
+            row['config'], row['source'],
+            *(f'{row[key]:.2f}' for key in METRICS),
+            format_seconds(row['seconds_per_image']),
+            '-' if row['tokens'] is None else str(row['tokens'])
+        ])
+    return out
+
+
+def footnote(world_size: int) -> str:
+    per = 'batch size' if world_size == 1 else (
+        f'(batch size x {world_size} processes)')
+    return (
+        '\\* Seconds per image: mmengine\'s mean test iteration time (`time` '
+        'in the run\'s metrics JSON, timed by `IterTimerHook`: data loading, '
+        f'inference and metric update of one batch) / {per}. It excludes '
+        'model building and the vocabulary prefetch before the test loop; it '
+        'includes the one-off encoding of the class names in the first batch '
+        'unless the text-embedding cache already held them (which weighs on '
+        'runs of few images).\n\n'
+        '\\*\\* MLLM tokens: prompt + completion tokens this run spent, from '
+        'the vocabulary prefetch summary in its log (cache hits cost none); '
+        '`-` when the config has no MLLM vocabulary source.')
+
+
+def markdown(rows: List[Dict], world_size: int, options: List[str]) -> str:
+    lines = [
+        '| ' + ' | '.join(COLUMNS) + ' |',
+        '|' + '|'.join(['---', '---'] + ['---:'] * 5) + '|'
+    ]
+    lines += [
+        '| ' + ' | '.join(cell(c) for c in cells) + ' |'
+        for cells in table_rows(rows)
+    ]
+    lines += ['', footnote(world_size)]
+    if options:
+        lines += [
+            '',
+            'Options given to every config: ' + ' '.join(f'`{option}`'
+                                                         for option in options)
+        ]
+    return '\n'.join(lines) + '\n'
+
+
+def launcher_rank(launcher: str):
+    """(rank, world size) of this process as its launcher set them."""
+    names = dict(
+        pytorch=('RANK', 'WORLD_SIZE'),
+        slurm=('SLURM_PROCID', 'SLURM_NTASKS'),
+        mpi=('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE')).get(launcher)
+    if names is None:
+        return 0, 1
+    return (int(os.environ.get(names[0], 0)), int(os.environ.get(names[1], 1)))
+
+
+def main():
+    args = parse_args()
+    rank, world_size = launcher_rank(args.launcher)
+
+    def say(text):
+        if rank == 0:
+            print(text, flush=True)
+
+    root = Path(args.work_dir)
+    rows = []
+    total = len(args.configs)
+    for index, (config, work_dir) in enumerate(
+            zip(args.configs, work_dirs(args.configs, root)), 1):
+        say(f'[{index}/{total}] {config}: running (log in {work_dir})')
+        row = run_one(config, work_dir, args.cfg_options, args.launcher,
+                      world_size, child_env(args.launcher, index), rank)
+        rows.append(row)
+        if row['error'] is not None:
+            say(f'[{index}/{total}] {config}: FAILED after '
+                f'{row["duration_s"]:.1f} s: {row["error"]}')
+        elif rank == 0:
+            say(f'[{index}/{total}] {config}: done in '
+                f'{row["duration_s"]:.1f} s, mIoU {row["mIoU"]:.2f}')
+    failed = sum(row['error'] is not None for row in rows)
+    if rank == 0:
+        text = markdown(rows, world_size, args.cfg_options)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        json_file = args.out.with_suffix('.json')
+        json_file.write_text(
+            json.dumps(
+                dict(
+                    columns=list(COLUMNS),
+                    table=table_rows(rows),
+                    rows=rows,
+                    footnote=footnote(world_size),
+                    cfg_options=args.cfg_options,
+                    launcher=args.launcher,
+                    world_size=world_size),
+                indent=2) + '\n')
+        print()
+        print(text)
+        print(f'wrote {args.out} and {json_file}'
+              f'{f"; {failed} of {total} failed" if failed else ""}')
+    # under a launcher rank 0 alone reports: another rank's early exit
+    # status 1 would make torchrun stop rank 0 before it writes the table
+    sys.exit(1 if failed and rank == 0 else 0)
+
+
+if __name__ == '__main__':
+    main()
