@@ -217,3 +217,20 @@ def test_head_off_is_the_baseline(tiny_segmentor_cfg):
             tiny_segmentor_cfg, vocabulary=STATIC,
             head=None).predict(image, samples_with_paths(1, (64, 64)))
     assert torch.equal(a[0].seg_logits.data, b[0].seg_logits.data)
+
+
+@pytest.mark.parametrize('size,batch_windows', [((300, 410), 8),
+                                                ((300, 410), 1),
+                                                ((150, 500), 3),
+                                                ((100, 120), 8)])
+def test_batched_slide_equals_mmseg_slide(tiny_segmentor_cfg, size,
+                                          batch_windows):
+    from mmseg.models.segmentors import EncoderDecoder
+    model = build(
+        tiny_segmentor_cfg,
+        test_cfg=dict(SLIDE, batch_windows=batch_windows))
+    images = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        ours = model.slide_inference(images, metas(2, size))
+        mmseg = EncoderDecoder.slide_inference(model, images, metas(2, size))
+    torch.testing.assert_close(ours, mmseg, atol=1e-4, rtol=1e-5)

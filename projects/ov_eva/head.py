@@ -1,6 +1,6 @@
 """The OV-EVA refinement head: one image's vocabulary folded onto its target
 classes (DESIGN.md steps 4-6), once per image on whole-image score maps."""
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
@@ -44,29 +44,32 @@ class OVEVAHead(BaseModule):
         self.top_n, self.refine = top_n, refine
         self.temperature, self.fusion_lambda = temperature, fusion_lambda
 
-    def forward(self, class_logits: Tensor, term_logits: Tensor,
-                similarity: Tensor,
-                suggested: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """Fused class logits (K, H, W) of one image.
+    def assign(self, similarity: Tensor, suggested: Tensor) -> Tensor:
+        """Top-N target class mapping from text alone (before any image
+        scoring, so dropped terms are never scored).
 
         Args:
-            class_logits: (K, H, W) base scores ``S_c``.
-            term_logits: (T, H, W) term scores ``S_t``.
-            similarity: (T, K) ``sim(t, c)`` of the image's terms.
+            similarity: (T, K) ``sim(t, c)`` of one image's terms.
             suggested: (T,) the MLLM's suggested class per term, -1 none.
 
         Returns:
-            fused logits and, per term, its class (-1: dropped), ``sim`` to
-            that class and weight, for reporting.
+            (T,) class per term, -1 for dropped terms.
         """
-        term_class = scoring.assign_terms(similarity, suggested, self.map_thr,
-                                          self.top_n, self.use_similarity)
+        return scoring.assign_terms(similarity, suggested, self.map_thr,
+                                    self.top_n, self.use_similarity)
+
+    def forward(self, class_logits: Tensor, term_logits: Tensor,
+                term_class: Tensor) -> Tuple[Tensor, Tensor]:
+        """Fused class logits (K, H, W) of one image, and the terms' weights.
+
+        Args:
+            class_logits: (K, H, W) base scores ``S_c``.
+            term_logits: (T, H, W) scores ``S_t`` of the mapped terms.
+            term_class: (T,) their classes, from ``assign``.
+        """
         weights = scoring.refinement_weights(term_logits, term_class,
                                              class_logits.argmax(0),
                                              self.temperature, self.refine)
         vocab = scoring.vocabulary_scores(class_logits, term_logits,
                                           term_class, weights)
-        fused = scoring.fuse(class_logits, vocab, self.fusion_lambda)
-        sim = similarity.gather(1, term_class.clamp(min=0)[:, None])[:, 0]
-        return fused, dict(
-            term_class=term_class, similarity=sim, weight=weights)
+        return scoring.fuse(class_logits, vocab, self.fusion_lambda), weights

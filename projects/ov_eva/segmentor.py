@@ -157,6 +157,40 @@ class OVEVASegmentor(EncoderDecoder):
             align_corners=self.align_corners)
         return logits[..., :inputs.shape[-2], :inputs.shape[-1]]
 
+    def slide_inference(self, inputs: Tensor,
+                        batch_img_metas: List[dict]) -> Tensor:
+        """mmseg's sliding windows (same ``test_cfg.crop_size`` / ``stride``
+        and the same window layout), with two changes that leave the result
+        unchanged: windows go through the encoder ``test_cfg.batch_windows``
+        at a time (default 8), and each window's logits are added into its
+        slice of the image instead of into a full-size padded copy (mmseg's
+        ``F.pad``, whose cost grows with classes x windows x image)."""
+        h_stride, w_stride = self.test_cfg.stride
+        h_crop, w_crop = self.test_cfg.crop_size
+        per_forward = max(1, int(self.test_cfg.get('batch_windows', 8)))
+        batch_size, _, h_img, w_img = inputs.size()
+        h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
+        w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
+        boxes = []
+        for h_idx in range(h_grids):
+            for w_idx in range(w_grids):
+                y2 = min(h_idx * h_stride + h_crop, h_img)
+                x2 = min(w_idx * w_stride + w_crop, w_img)
+                boxes.append((max(y2 - h_crop, 0), y2, max(x2 - w_crop,
+                                                           0), x2))
+        preds = inputs.new_zeros((batch_size, self.out_channels, h_img, w_img))
+        count = inputs.new_zeros((batch_size, 1, h_img, w_img))
+        for start in range(0, len(boxes), per_forward):
+            chunk = boxes[start:start + per_forward]
+            crops = torch.cat(
+                [inputs[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
+            logits = self.encode_decode(crops, batch_img_metas)
+            for j, (y1, y2, x1, x2) in enumerate(chunk):
+                preds[:, :, y1:y2,
+                      x1:x2] += logits[j * batch_size:(j + 1) * batch_size]
+                count[:, :, y1:y2, x1:x2] += 1
+        return preds / count
+
     def inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         """Class logits (B, K, H, W): mmseg's whole/slide inference, the
         vocabulary head per image, then the background threshold."""
@@ -171,32 +205,55 @@ class OVEVASegmentor(EncoderDecoder):
                               batch_img_metas: List[dict]) -> Tensor:
         vocabularies = [self.image_vocabulary(m) for m in batch_img_metas]
         self._reports = []
-        union = list(dict.fromkeys(t for v in vocabularies for t in v))
-        if not union:  # every image fell back to its class names
-            return super().inference(inputs, batch_img_metas)
-        self._term_embeddings = self.term_bank.embed(union)
-        self.out_channels = self.num_classes + len(union)
-        try:  # slide inference sizes its buffers by out_channels
-            merged = super().inference(inputs, batch_img_metas)
-        finally:
-            self.out_channels = self.num_classes
-            term_embeddings, self._term_embeddings = \
-                self._term_embeddings, None
+        # step 4 needs text only: map every term first, score only the kept
+        terms = list(dict.fromkeys(t for v in vocabularies for t in v))
+        embeddings = self.term_bank.embed(terms) if terms else None
         similarity = scoring.term_class_similarity(
-            term_embeddings.float(),
+            embeddings.float(),
             self.synonym_embeddings().float(), self.synonym_to_class,
-            self.num_classes)
+            self.num_classes) if terms else None
+        mappings = []
+        for vocab in vocabularies:
+            index = [terms.index(t) for t in vocab]
+            suggested = torch.tensor(list(vocab.values()), dtype=torch.long)
+            term_class = self.head.assign(similarity[index],
+                                          suggested) if vocab else suggested
+            mappings.append((index, term_class.cpu()))
+        kept = sorted({
+            i
+            for index, term_class in mappings
+            for i, k in zip(index, term_class.tolist()) if k >= 0
+        })
+        if not kept:  # no image has a mapped term: class names alone
+            merged = super().inference(inputs, batch_img_metas)
+        else:
+            self._term_embeddings = embeddings[kept]
+            self.out_channels = self.num_classes + len(kept)
+            try:  # slide inference sizes its buffers by out_channels
+                merged = super().inference(inputs, batch_img_metas)
+            finally:
+                self.out_channels = self.num_classes
+                self._term_embeddings = None
+        channel = {i: self.num_classes + c for c, i in enumerate(kept)}
         fused = []
-        for logits, meta, vocab in zip(merged, batch_img_metas, vocabularies):
-            index = torch.tensor([union.index(t) for t in vocab],
-                                 dtype=torch.long,
-                                 device=logits.device)
-            suggested = torch.tensor(
-                list(vocab.values()), dtype=torch.long, device=logits.device)
-            out, info = self.head(logits[:self.num_classes],
-                                  logits[self.num_classes:][index],
-                                  similarity[index], suggested)
-            self._reports.append(self._report(vocab, info))
+        for logits, vocab, (index, term_class) in zip(merged, vocabularies,
+                                                      mappings):
+            used = [j for j, k in enumerate(term_class.tolist()) if k >= 0]
+            weights = torch.zeros(len(vocab))
+            out = logits[:self.num_classes]
+            if used:
+                out, used_weights = self.head(
+                    out, logits[[channel[index[j]] for j in used]],
+                    term_class[used].to(logits.device))
+                weights[used] = used_weights.float().cpu()
+            sim = similarity[index].gather(
+                1,
+                term_class.clamp(min=0).to(
+                    similarity.device)[:,
+                                       None])[:,
+                                              0] if vocab else torch.zeros(0)
+            self._reports.append(
+                self._report(vocab, term_class, sim.cpu(), weights))
             fused.append(out)
         return torch.stack(fused)
 
@@ -210,20 +267,21 @@ class OVEVASegmentor(EncoderDecoder):
         index = {name: k for k, name in enumerate(self.class_names)}
         return {t.text: index.get(t.suggested_class, -1) for t in result.terms}
 
-    def _report(self, vocab: Dict[str, int], info: Dict[str, Tensor]):
+    def _report(self, vocab: Dict[str, int], term_class: Tensor,
+                similarity: Tensor, weights: Tensor) -> List[dict]:
         """The vocabulary used and its mapping, for people (demo JSON)."""
         rows = []
         for i, (term, suggested) in enumerate(vocab.items()):
-            k = int(info['term_class'][i])
+            k = int(term_class[i])
             rows.append(
                 dict(
                     term=term,
                     suggested_class=self.class_names[suggested]
                     if suggested >= 0 else None,
                     mapped_class=self.class_names[k] if k >= 0 else None,
-                    similarity=round(float(info['similarity'][i]), 4)
+                    similarity=round(float(similarity[i]), 4)
                     if k >= 0 else None,
-                    weight=round(float(info['weight'][i]), 4)))
+                    weight=round(float(weights[i]), 4)))
         return rows
 
     def predict(self,
