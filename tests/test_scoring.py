@@ -114,14 +114,17 @@ def test_vocabulary_scores_and_fusion():
     ])
     term_class = torch.tensor([0, 0, -1])
     weights = torch.tensor([0.25, 0.75, 0.0])
-    vocab = scoring.vocabulary_scores(class_scores, term_scores, term_class,
-                                      weights)
+    classes, vocab = scoring.vocabulary_scores(term_scores, term_class,
+                                               weights)
+    assert classes.tolist() == [0]
     torch.testing.assert_close(vocab[0], torch.full((2, 2), 7.0))
-    torch.testing.assert_close(vocab[1], class_scores[1])  # no terms: S_c
-    fused = scoring.fuse(class_scores, vocab, 0.5)
+    fused = scoring.fuse(class_scores, classes, vocab, 0.5)
     torch.testing.assert_close(fused[0], torch.full((2, 2), 4.0))
+    assert torch.equal(fused[1], class_scores[1])  # no terms: Z_c = S_c
     torch.testing.assert_close(
-        scoring.fuse(class_scores, vocab, 0.0), class_scores)
+        scoring.fuse(class_scores, classes, vocab, 0.0), class_scores)
+    torch.testing.assert_close(
+        scoring.fuse(class_scores, classes, vocab, 1.0)[0], vocab[0])
 
 
 def test_head_functions_are_device_and_dtype_agnostic():

@@ -70,6 +70,7 @@ class OVEVAHead(BaseModule):
         weights = scoring.refinement_weights(term_logits, term_class,
                                              class_logits.argmax(0),
                                              self.temperature, self.refine)
-        vocab = scoring.vocabulary_scores(class_logits, term_logits,
-                                          term_class, weights)
-        return scoring.fuse(class_logits, vocab, self.fusion_lambda), weights
+        classes, vocab = scoring.vocabulary_scores(term_logits, term_class,
+                                                   weights)
+        fused = scoring.fuse(class_logits, classes, vocab, self.fusion_lambda)
+        return fused, weights

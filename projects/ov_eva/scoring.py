@@ -3,7 +3,7 @@
 Shapes: B batch, S texts (synonyms or terms), K classes, D embedding width,
 H x W positions. Every function works on any device and batch size.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -114,16 +114,22 @@ def refinement_weights(term_scores: Tensor,
     used = term_class >= 0
     cls = term_class.clamp(min=0)
     if refine:
-        masks = (labels[None] == cls[:, None, None]).to(term_scores.dtype)
-        area = masks.flatten(1).sum(1)
-        inside = (term_scores * masks).flatten(1).sum(1) / area.clamp(min=1)
-        alignment = torch.where(area > 0,
-                                inside - term_scores.flatten(1).mean(1),
+        # one pass over the pixels: per term, its score summed per class
+        flat = term_scores.flatten(1)
+        pixels = labels.flatten()
+        bins = max(int(pixels.max()), int(cls.max())) + 1
+        sums = flat.new_zeros(flat.shape[0], bins).index_add_(1, pixels, flat)
+        area = torch.bincount(pixels, minlength=bins).to(flat.dtype)[cls]
+        inside = sums.gather(1, cls[:, None])[:, 0] / area.clamp(min=1)
+        overall = sums.sum(1) / flat.shape[1]
+        alignment = torch.where(area > 0, inside - overall,
                                 torch.zeros_like(area))
         logits = alignment / temperature
     else:
-        logits = torch.zeros(term_class.shape, device=term_scores.device,
-                             dtype=term_scores.dtype)
+        logits = torch.zeros(
+            term_class.shape,
+            device=term_scores.device,
+            dtype=term_scores.dtype)
     logits = torch.where(used, logits, torch.full_like(logits, -torch.inf))
     # softmax within each class: subtract each class's max for stability
     num_classes = int(cls.max()) + 1 if len(cls) else 0
@@ -136,24 +142,29 @@ def refinement_weights(term_scores: Tensor,
                        torch.zeros_like(exp))
 
 
-def vocabulary_scores(class_scores: Tensor, term_scores: Tensor,
-                      term_class: Tensor, weights: Tensor) -> Tensor:
-    """``V_c(x) = sum_{t in T_c} w_t S_t(x)``, and ``V_c = S_c`` for classes
-    without terms: (K, H, W), (T, H, W), (T,), (T,) -> (K, H, W)."""
+def vocabulary_scores(term_scores: Tensor, term_class: Tensor,
+                      weights: Tensor) -> Tuple[Tensor, Tensor]:
+    """``V_c(x) = sum_{t in T_c} w_t S_t(x)`` for the classes that have terms
+    (the others keep ``V_c = S_c``, see ``fuse``).
+
+    Returns:
+        the classes with terms (C,) and their ``V_c`` (C, H, W).
+    """
     used = term_class >= 0
-    out = torch.zeros_like(class_scores)
-    if used.any():
-        weighted = term_scores[used] * weights[used].view(-1, 1,
-                                                          1).to(term_scores)
-        out.index_add_(0, term_class[used], weighted)
-    has_terms = torch.zeros(
-        class_scores.shape[0], dtype=torch.bool, device=class_scores.device)
-    has_terms[term_class[used]] = True
-    return torch.where(has_terms.view(-1, 1, 1), out, class_scores)
+    classes, slot = term_class[used].unique(return_inverse=True)
+    vocab = term_scores.new_zeros((len(classes), *term_scores.shape[1:]))
+    weighted = term_scores[used] * weights[used].view(-1, 1, 1).to(term_scores)
+    return classes, vocab.index_add_(0, slot, weighted)
 
 
 def fuse(class_scores: Tensor,
-         vocab_scores: Tensor,
+         classes: Tensor,
+         vocab: Tensor,
          fusion_lambda: float = 0.5) -> Tensor:
-    """``Z_c = (1 - lambda) S_c + lambda V_c`` (DESIGN.md step 6)."""
-    return (1 - fusion_lambda) * class_scores + fusion_lambda * vocab_scores
+    """``Z_c = (1 - lambda) S_c + lambda V_c`` (DESIGN.md step 6); classes
+    without terms have ``V_c = S_c``, so ``Z_c = S_c`` exactly and only the
+    classes with terms are computed."""
+    out = class_scores.clone()
+    out[classes] = (1 - fusion_lambda) * class_scores[classes] + \
+        fusion_lambda * vocab.to(class_scores)
+    return out
