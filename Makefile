@@ -1,4 +1,5 @@
 # One-command set-up: every target installs what it needs into .venv/ first.
+#   make demo IMAGES=photos/ CLASSES='cat sofa "wall, brick wall"' [ARGS=...]
 #   make eval CONFIG=configs/oveva_vitb16_ade.py [ARGS="--tta --show-dir vis"]
 #   make test [PYTEST_ARGS="-k segmentor"]
 # Pins live in requirements.txt only; openmim goes in with --no-deps because
@@ -8,10 +9,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ov-eva-installed
 CONFIG ?= configs/oveva_vitb16_ade.py
+IMAGES ?= ../shared/data/ADEChallengeData2016/images/validation
+CLASSES ?= wall floor ceiling "sky, clouds" tree building person grass road
+OUT ?= demo_out
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv eval test lint
+.PHONY: venv demo eval test lint
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +26,9 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/demo.py $(IMAGES) --classes $(CLASSES) --out $(OUT) $(ARGS)
 
 eval: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) tools/test.py $(CONFIG) $(ARGS)
