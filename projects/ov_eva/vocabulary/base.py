@@ -53,15 +53,16 @@ def load_rgb(image: ImageInput) -> np.ndarray:
     if isinstance(image, np.ndarray):
         rgb = image
     else:
-        try:
-            rgb = mmcv.imread(str(image), channel_order='rgb')
+        try:  # BGR: mmcv's RGB conversion fails obscurely on bad data
+            bgr = mmcv.imread(str(image), channel_order='bgr')
         except Exception as error:
-            rgb, reason = None, str(error)
+            bgr, reason = None, str(error)
         else:
-            reason = 'not a decodable image'
-        if rgb is None:
+            reason = 'not a decodable image (corrupt, or not an image)'
+        if bgr is None:
             raise VocabularyFailure(f'cannot read image {str(image)!r}: '
                                     f'{reason}')
+        rgb = bgr[..., ::-1] if bgr.ndim == 3 else bgr
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
     return np.ascontiguousarray(rgb[..., :3]).astype(np.uint8)

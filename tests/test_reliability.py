@@ -1,0 +1,263 @@
+"""Bad and odd input through the real entry points, as users meet it: broken
+and unusual image files and extreme class lists through tools/demo.py, and a
+corrupt dataset image through tools/test.py (mmseg's loader), on the tiny
+random CLIP. Each case ends in a correct result or a clear error that names
+the file, never in a crash of the whole run."""
+import json
+import re
+import shutil
+import stat
+
+import cv2
+import numpy as np
+import pytest
+from conftest import TINY, run_cli, shared_data
+from PIL import Image
+
+ADE_IMAGE = 'images/validation/ADE_val_00000001.jpg'
+CORRUPT_ADE = 'images/validation/ADE_val_00000002.jpg'
+CLASSES = ['wall', 'floor', 'sky']
+# decodable, if unusual: each must give a label PNG of its own size
+GOOD = [
+    'gray.png', 'rgba.png', 'deep16.png', 'palette.png', 'one.png',
+    'eight.png', 'normal.jpg', '写真 café.png'
+]
+BAD = ['random.jpg', 'text.png']  # not images: named and skipped
+TRUNCATED = 'truncated.jpg'  # either, but never a crash
+
+
+def demo(*args, options=(), check=True):
+    return run_cli(
+        'tools/demo.py',
+        *args,
+        '--device',
+        'cpu',
+        '--cfg-options',
+        *TINY,
+        *options,
+        timeout=300,
+        check=check)
+
+
+def outputs(prefix):
+    """The three files written for one image, by output path prefix."""
+    return (prefix.with_name(f'{prefix.name}_overlay.png'),
+            prefix.with_name(f'{prefix.name}_label.png'),
+            prefix.with_name(f'{prefix.name}.json'))
+
+
+def write_odd_images(folder):
+    """Write the test images; {name: expected RGB pixels} of the good ones
+    (None where only the size is known: a real JPEG)."""
+    rng = np.random.default_rng(0)
+    ade = shared_data('ADEChallengeData2016') / ADE_IMAGE
+    data = ade.read_bytes()
+    (folder / TRUNCATED).write_bytes(data[:len(data) // 2])
+    (folder / 'random.jpg').write_bytes(rng.bytes(4096))
+    (folder / 'text.png').write_text('a note, not a picture\n')
+
+    expected = {}
+    gray = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    Image.fromarray(gray, 'L').save(folder / 'gray.png')
+    expected['gray.png'] = np.repeat(gray[..., None], 3, axis=2)
+    rgba = rng.integers(0, 256, (41, 29, 4), dtype=np.uint8)
+    Image.fromarray(rgba, 'RGBA').save(folder / 'rgba.png')
+    expected['rgba.png'] = rgba[..., :3]  # alpha dropped, not composited
+    deep = rng.integers(0, 65536, (33, 47, 3), dtype=np.uint16)
+    assert cv2.imwrite(str(folder / 'deep16.png'), deep)  # BGR, 16 bit
+    expected['deep16.png'] = (deep[..., ::-1] // 256).astype(np.uint8)
+    indices = rng.integers(0, 16, (31, 43), dtype=np.uint8)
+    palette = Image.fromarray(indices, 'P')
+    colours = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+    palette.putpalette(colours.ravel().tolist())
+    palette.save(folder / 'palette.png')
+    expected['palette.png'] = colours[indices]
+    for name, shape in [('one.png', (1, 1, 3)), ('eight.png', (8, 8, 3)),
+                        ('写真 café.png', (12, 10, 3))]:
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+        expected[name] = pixels
+    shutil.copy(ade, folder / 'normal.jpg')
+    expected['normal.jpg'] = None
+    return expected
+
+
+@pytest.fixture(scope='module')
+def odd_run(tmp_path_factory):
+    """One demo run (one model build) over a folder of good, odd and broken
+    image files."""
+    root = tmp_path_factory.mktemp('odd_images')
+    folder = root / 'photos'
+    folder.mkdir()
+    expected = write_odd_images(folder)
+    out = root / 'out'
+    proc = demo(folder, '--classes', *CLASSES, '--out', out, check=False)
+    return proc, folder, out, expected
+
+
+@pytest.mark.parametrize('name', GOOD)
+def test_unusual_images_are_segmented_at_their_own_size(odd_run, name):
+    proc, folder, out, expected = odd_run
+    path = folder / name
+    overlay_file, label_file, record_file = outputs(out / path.stem)
+    assert label_file.is_file(), (proc.stdout[-2000:], proc.stderr[-3000:])
+    assert f'{path} -> {overlay_file} (' in proc.stdout
+    pixels = expected[name]
+    if pixels is None:
+        with Image.open(path) as picture:
+            height, width = picture.height, picture.width
+    else:
+        height, width = pixels.shape[:2]
+    with Image.open(label_file) as picture:
+        label = np.asarray(picture)
+    assert label.dtype == np.uint8 and label.shape == (height, width)
+    assert label.max() < len(CLASSES)
+    record = json.loads(record_file.read_text())
+    assert record['image'] == str(path)
+    assert record['image_size'] == dict(width=width, height=height)
+    assert sum(c['pixels'] for c in record['present']) == height * width
+    with Image.open(overlay_file) as picture:
+        overlay = np.asarray(picture.convert('RGB')).astype(float)
+    assert overlay.shape[0] >= height and overlay.shape[1] > width
+    if pixels is not None:  # decoded as the pixels written, then blended
+        colours = np.array([c['color'] for c in record['classes']])
+        blend = 0.5 * pixels + 0.5 * colours[label]
+        assert np.abs(overlay[:height, :width] - blend).max() <= 1
+
+
+@pytest.mark.parametrize('name', BAD)
+def test_undecodable_files_are_named_and_skipped(odd_run, name):
+    proc, folder, out, _ = odd_run
+    path = folder / name
+    assert re.search(
+        rf'error: {re.escape(str(path))}: not a decodable image \(.+\); '
+        'skipped', proc.stderr), proc.stderr[-3000:]
+    assert not list(out.glob(f'{path.stem}*'))
+
+
+def test_truncated_jpeg_gives_a_result_or_a_named_error(odd_run):
+    proc, folder, out, _ = odd_run
+    path = folder / TRUNCATED
+    overlay_file, label_file, record_file = outputs(out / path.stem)
+    if label_file.is_file():  # decoded partially: the full size
+        ade = shared_data('ADEChallengeData2016') / ADE_IMAGE
+        with Image.open(ade) as picture, Image.open(label_file) as label:
+            assert label.size == picture.size
+        assert overlay_file.is_file() and record_file.is_file()
+    else:
+        assert f'error: {path}: not a decodable image' in proc.stderr
+        assert not list(out.glob(f'{path.stem}*'))
+
+
+def test_folder_run_survives_and_counts_the_failures(odd_run):
+    proc, folder, out, _ = odd_run
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    truncated_ok = (out / 'truncated_label.png').is_file()
+    ok = len(GOOD) + truncated_ok
+    failed = len(BAD) + (not truncated_ok)
+    total = len(GOOD) + len(BAD) + 1
+    assert f'{total} image(s), 3 classes' in proc.stdout
+    assert f'{ok} ok, {failed} failed, of {total} image(s)' in proc.stdout
+    assert len([p for p in out.rglob('*') if p.is_file()]) == 3 * ok
+
+
+def test_unicode_and_very_long_class_names(tmp_path):
+    image = tmp_path / 'small.png'
+    pixels = np.random.default_rng(1).integers(0, 256, (16, 24, 3))
+    Image.fromarray(pixels.astype(np.uint8)).save(image)
+    long_name = ' '.join(f'word{i:03d}' for i in range(60))[:300].strip()
+    assert len(long_name) == 300  # beyond CLIP's 77 tokens: truncated
+    classes = ['日本庭園', 'café table', long_name]
+    out = tmp_path / 'out'
+    proc = demo(image, '--classes', *classes, '--out', out)
+    assert '1 ok, 0 failed' in proc.stdout
+    _, label_file, record_file = outputs(out / 'small')
+    with Image.open(label_file) as picture:
+        label = np.asarray(picture)
+    assert label.shape == (16, 24) and label.max() < 3
+    record = json.loads(record_file.read_text(encoding='utf-8'))
+    assert [c['name'] for c in record['classes']] == classes
+    assert [c['synonyms'] for c in record['classes']] == [[c] for c in classes]
+    names = {c['index']: c['name'] for c in record['present']}
+    assert names == {k: classes[k] for k in np.unique(label).tolist()}
+
+
+def test_a_thousand_classes_give_a_uint16_label(tmp_path):
+    image = tmp_path / 'small.png'
+    pixels = np.random.default_rng(2).integers(0, 256, (12, 20, 3))
+    Image.fromarray(pixels.astype(np.uint8)).save(image)
+    classes = [f'class_{k:04d}' for k in range(1, 1001)]
+    class_file = tmp_path / 'classes.txt'
+    class_file.write_text('\n'.join(classes) + '\n')
+    out = tmp_path / 'out'
+    # one template: 1,000 prompts to encode, not 80,000
+    proc = demo(
+        image,
+        '--class-file',
+        class_file,
+        '--out',
+        out,
+        options=['model.templates=single'])
+    assert '1 image(s), 1000 classes' in proc.stdout
+    assert '1 ok, 0 failed' in proc.stdout
+    _, label_file, record_file = outputs(out / 'small')
+    with Image.open(label_file) as picture:
+        label = np.asarray(picture)
+    assert label.dtype == np.uint16 and label.shape == (12, 20)
+    assert label.max() < 1000
+    record = json.loads(record_file.read_text())
+    assert [c['name'] for c in record['classes']] == classes
+    assert [c['index'] for c in record['classes']] == list(range(1000))
+    colours = {tuple(c['color']) for c in record['classes']}
+    assert len(colours) == 1000  # every class its own colour
+    present = {c['index']: c['name'] for c in record['present']}
+    assert present == {k: classes[k] for k in np.unique(label).tolist()}
+
+
+@pytest.fixture(scope='module')
+def corrupt_ade_run(tmp_path_factory):
+    """tools/test.py on a copy of the ADE samples with one image replaced by
+    random bytes: the real Runner, dataloader workers and mmcv loader."""
+    root = tmp_path_factory.mktemp('corrupt_ade')
+    data = root / 'ADEChallengeData2016'
+    shutil.copytree(shared_data('ADEChallengeData2016'), data)
+    for path in [data, *data.rglob('*')]:  # the samples are read-only
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    corrupt = data / CORRUPT_ADE
+    corrupt.write_bytes(np.random.default_rng(3).bytes(4096))
+    proc = run_cli(
+        'tools/test.py',
+        'configs/oveva_vitb16_ade.py',
+        '--work-dir',
+        root / 'work',
+        '--cfg-options',
+        *TINY,
+        f'test_dataloader.dataset.data_root={data}',
+        timeout=300,
+        check=False)
+    return proc, corrupt
+
+
+def test_corrupt_dataset_image_fails_naming_the_file(corrupt_ade_run):
+    proc, corrupt = corrupt_ade_run
+    assert proc.returncode != 0
+    # mmcv's LoadImageFromFile, re-raised from the dataloader worker
+    assert f'failed to load image: {corrupt}' in proc.stderr
+
+
+def test_vocabulary_prefetch_gives_a_clear_reason(corrupt_ade_run):
+    proc, corrupt = corrupt_ade_run
+    lines = [
+        line for line in proc.stdout.splitlines()
+        if 'vocabulary prefetch: 3 images' in line
+    ]
+    assert len(lines) == 1, proc.stdout[-3000:]
+    line = lines[0]
+    assert '1 failed (class names only)' in line
+    head = f"VocabularyFailure: cannot read image '{corrupt}"
+    assert head in line
+    # the summary may cut the reason short: compare what it kept
+    reason, clear = line.split(head, 1)[1], "': not a decodable image"
+    assert reason[:len(clear)] == clear[:len(reason)], reason
+    assert 'OpenCV' not in line
