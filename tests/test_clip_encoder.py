@@ -61,7 +61,8 @@ def reference_dense(encoder, image, variant, std=5.0):
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_variant_matches_formula(variant):
     torch.manual_seed(0)
-    encoder = DenseCLIPEncoder('ov-eva-tiny', variant=variant)
+    encoder = DenseCLIPEncoder(
+        'ov-eva-tiny', variant=variant, autocast='fp32')
     image = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         got = encoder(image)[0]
@@ -180,3 +181,31 @@ def test_short_text_encoding_equals_padded():
         padded = encoder.model.encode_text(tokens, normalize=True)
     torch.testing.assert_close(
         encoder.encode_text(texts), padded, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('mode', ['bf16', 'fp16', 'auto'])
+def test_autocast_stays_close_to_float32(mode):
+    """Every precision switch gives features within a stated tolerance of
+    float32: per-patch cosine similarity >= 0.99 (ViT-B-sized weights are
+    checked by tools/benchmark.py; this uses the tiny model)."""
+    torch.manual_seed(0)
+    encoder = DenseCLIPEncoder('ov-eva-tiny', autocast='fp32')
+    image = torch.randn(2, 3, 224, 336)
+    with torch.no_grad():
+        exact = encoder(image)
+        encoder.autocast = mode
+        lower = encoder(image)
+    assert lower.dtype == torch.float32 and lower.shape == exact.shape
+    assert (exact * lower).sum(1).min() >= 0.99
+
+
+def test_autocast_choice():
+    from ov_eva.clip_encoder import autocast_dtype, cpu_has_bf16
+    cpu = torch.device('cpu')
+    assert autocast_dtype('fp32', cpu) is None
+    assert autocast_dtype('bf16', cpu) is torch.bfloat16
+    assert autocast_dtype('fp16', cpu) is torch.float16
+    assert autocast_dtype('auto', cpu) is (
+        torch.bfloat16 if cpu_has_bf16() else None)
+    with pytest.raises(ValueError, match='unknown clip.autocast'):
+        DenseCLIPEncoder('ov-eva-tiny', autocast='fp8')

@@ -22,6 +22,7 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 VARIANTS = ('vanilla', 'sclip', 'clearclip', 'naclip')
+AUTOCAST = ('auto', 'bf16', 'fp16', 'fp32')
 TINY_MODEL = 'ov-eva-tiny'
 open_clip.add_model_config(
     Path(__file__).parent / 'model_configs' / f'{TINY_MODEL}.json')
@@ -67,6 +68,31 @@ def variant_attention(q: Tensor,
     else:
         raise ValueError(f'unknown variant {variant!r}; use one of {VARIANTS}')
     return attn @ v
+
+
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 matrix instructions (AVX512-BF16 or AMX) on this
+    CPU; without them bf16 is emulated and slower than float32."""
+    try:
+        flags = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def autocast_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of ``mode`` on ``device`` (None: float32).
+    ``'auto'``: bf16 on CUDA where supported, else fp16; bf16 on CPUs with
+    native bf16 instructions; float32 elsewhere."""
+    if mode == 'fp32':
+        return None
+    if mode in ('bf16', 'fp16'):
+        return torch.bfloat16 if mode == 'bf16' else torch.float16
+    if device.type == 'cuda':
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() \
+            else torch.float16
+    return torch.bfloat16 if device.type == 'cpu' and cpu_has_bf16() \
+        else None
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -157,6 +183,10 @@ class DenseCLIPEncoder(BaseModule):
         pretrained: open_clip tag, local weights file, or None (random).
         variant: last-block variant, one of ``VARIANTS``.
         gaussian_std: NACLIP's neighbourhood standard deviation, in patches.
+        autocast: precision of the image tower: ``'auto'`` (bf16/fp16 where
+            the hardware runs it natively), ``'bf16'``, ``'fp16'`` or
+            ``'fp32'``. Features are returned in float32; text is always
+            encoded in float32 (it is cached).
         cache_dir: where open_clip keeps downloaded weights.
     """
 
@@ -165,12 +195,17 @@ class DenseCLIPEncoder(BaseModule):
                  pretrained: Optional[str] = None,
                  variant: str = 'naclip',
                  gaussian_std: float = 5.0,
+                 autocast: str = 'auto',
                  cache_dir: Optional[str] = None,
                  init_cfg=None):
         super().__init__(init_cfg)
         if variant not in VARIANTS:
             raise ValueError(f'unknown clip.variant {variant!r}; '
                              f'use one of {VARIANTS}')
+        if autocast not in AUTOCAST:
+            raise ValueError(f'unknown clip.autocast {autocast!r}; '
+                             f'use one of {AUTOCAST}')
+        self.autocast = autocast
         self.name, self.pretrained = name, pretrained
         self.variant, self.gaussian_std = variant, gaussian_std
         self.model = create_clip_model(name, pretrained, cache_dir)
@@ -210,8 +245,16 @@ class DenseCLIPEncoder(BaseModule):
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) normalised images -> (B, D, ceil(H/p), ceil(W/p))
-        L2-normalised patch embeddings; images are zero-padded to a multiple
-        of the patch size."""
+        L2-normalised float32 patch embeddings; images are zero-padded to a
+        multiple of the patch size."""
+        dtype = autocast_dtype(self.autocast, images.device)
+        with torch.autocast(
+                images.device.type,
+                dtype=dtype or torch.float32,
+                enabled=dtype is not None):
+            return self._dense(images)
+
+    def _dense(self, images: Tensor) -> Tensor:
         visual = self.model.visual
         ph, pw = self.patch_size
         height, width = images.shape[-2:]
@@ -235,7 +278,7 @@ class DenseCLIPEncoder(BaseModule):
         x = visual.ln_post(x[:, 1:])
         if visual.proj is not None:
             x = x @ visual.proj
-        x = F.normalize(x, dim=-1)
+        x = F.normalize(x.float(), dim=-1)
         return x.transpose(1, 2).reshape(x.shape[0], -1, *grid)
 
     def _last_block(self, block, x: Tensor, grid: Tuple[int, int]) -> Tensor:

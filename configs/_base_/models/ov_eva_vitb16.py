@@ -16,7 +16,10 @@ model = dict(
         name='ViT-B-16',
         pretrained='openai',
         variant='naclip',
-        gaussian_std=5.0),
+        gaussian_std=5.0,
+        # image tower precision: bf16/fp16 where the hardware runs it
+        # natively ('auto'), or 'bf16', 'fp16', 'fp32'
+        autocast='auto'),
     classes=None,  # set per benchmark: a class file or a shipped name
     templates='imagenet80',
     term_templates='simple7',  # vocabulary terms: a smaller template set
