@@ -119,12 +119,25 @@ def test_vocabulary_scores_and_fusion():
     assert classes.tolist() == [0]
     torch.testing.assert_close(vocab[0], torch.full((2, 2), 7.0))
     fused = scoring.fuse(class_scores, classes, vocab, 0.5)
+    assert fused.shape == (1, 2, 2)  # only classes with terms change
     torch.testing.assert_close(fused[0], torch.full((2, 2), 4.0))
-    assert torch.equal(fused[1], class_scores[1])  # no terms: Z_c = S_c
     torch.testing.assert_close(
-        scoring.fuse(class_scores, classes, vocab, 0.0), class_scores)
+        scoring.fuse(class_scores, classes, vocab, 0.0), class_scores[:1])
     torch.testing.assert_close(
         scoring.fuse(class_scores, classes, vocab, 1.0)[0], vocab[0])
+
+
+def test_head_fuses_only_classes_with_terms():
+    from ov_eva.head import OVEVAHead
+    class_scores = torch.randn(3, 4, 4)
+    term_scores = torch.randn(2, 4, 4)
+    original = class_scores.clone()
+    fused, weights = OVEVAHead(fusion_lambda=0.5)(class_scores, term_scores,
+                                                  torch.tensor([2, 2]))
+    assert torch.equal(fused[:2], original[:2])  # Z_c = S_c exactly
+    want = 0.5 * original[2] + 0.5 * (weights[:, None, None] *
+                                      term_scores).sum(0)
+    torch.testing.assert_close(fused[2], want)
 
 
 def test_head_functions_are_device_and_dtype_agnostic():

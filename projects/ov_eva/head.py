@@ -61,9 +61,12 @@ class OVEVAHead(BaseModule):
     def forward(self, class_logits: Tensor, term_logits: Tensor,
                 term_class: Tensor) -> Tuple[Tensor, Tensor]:
         """Fused class logits (K, H, W) of one image, and the terms' weights.
+        Only the classes with terms change, and they are written into
+        ``class_logits`` in place (a full copy per image costs as much as
+        the refinement itself).
 
         Args:
-            class_logits: (K, H, W) base scores ``S_c``.
+            class_logits: (K, H, W) base scores ``S_c``; overwritten.
             term_logits: (T, H, W) scores ``S_t`` of the mapped terms.
             term_class: (T,) their classes, from ``assign``.
         """
@@ -72,5 +75,6 @@ class OVEVAHead(BaseModule):
                                              self.temperature, self.refine)
         classes, vocab = scoring.vocabulary_scores(term_logits, term_class,
                                                    weights)
-        fused = scoring.fuse(class_logits, classes, vocab, self.fusion_lambda)
-        return fused, weights
+        class_logits[classes] = scoring.fuse(class_logits, classes, vocab,
+                                             self.fusion_lambda)
+        return class_logits, weights

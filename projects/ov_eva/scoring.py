@@ -161,10 +161,8 @@ def fuse(class_scores: Tensor,
          classes: Tensor,
          vocab: Tensor,
          fusion_lambda: float = 0.5) -> Tensor:
-    """``Z_c = (1 - lambda) S_c + lambda V_c`` (DESIGN.md step 6); classes
-    without terms have ``V_c = S_c``, so ``Z_c = S_c`` exactly and only the
-    classes with terms are computed."""
-    out = class_scores.clone()
-    out[classes] = (1 - fusion_lambda) * class_scores[classes] + \
+    """``Z_c = (1 - lambda) S_c + lambda V_c`` (DESIGN.md step 6) for the
+    classes with terms: (K, H, W), (C,), (C, H, W) -> (C, H, W). Classes
+    without terms have ``V_c = S_c``, so ``Z_c = S_c`` exactly."""
+    return (1 - fusion_lambda) * class_scores[classes] + \
         fusion_lambda * vocab.to(class_scores)
-    return out
