@@ -246,14 +246,13 @@ class OVEVASegmentor(EncoderDecoder):
                     out, logits[[channel[index[j]] for j in used]],
                     term_class[used].to(logits.device))
                 weights[used] = used_weights.float().cpu()
-            sim = similarity[index].gather(
-                1,
-                term_class.clamp(min=0).to(
-                    similarity.device)[:,
-                                       None])[:,
-                                              0] if vocab else torch.zeros(0)
+            sim = torch.zeros(len(vocab))
+            if vocab:
+                chosen = term_class.clamp(min=0).to(similarity.device)
+                sim = similarity[index].gather(1, chosen[:, None])[:, 0]
             self._reports.append(
-                self._report(vocab, term_class, sim.cpu(), weights))
+                self._report(vocab, term_class,
+                             sim.float().cpu(), weights))
             fused.append(out)
         return torch.stack(fused)
 
