@@ -246,23 +246,6 @@ def share_text(share: float) -> str:
     return '<0.1%' if share < 0.05 else f'{share:.1f}%'
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) RGB uint8, decoded as the test pipeline's
-    LoadImageFromFile decodes it; ValueError naming the problem."""
-    import mmcv
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ValueError(f'cannot read the file ({error.strerror})')
-    try:  # BGR: mmcv's RGB conversion fails obscurely on undecodable data
-        image = mmcv.imfrombytes(data, flag='color', channel_order='bgr')
-    except Exception as error:
-        raise ValueError(f'not a decodable image ({error})')
-    if image is None:
-        raise ValueError('not a decodable image (corrupt, or not an image)')
-    return np.ascontiguousarray(image[..., ::-1])
-
-
 class Console:
     """Per-image lines on stdout, errors on stderr, and (folders only) a
     progress bar on stderr, kept below the lines."""
@@ -306,8 +289,10 @@ def segment(model, path: Path, prefix: Path, palette, opacity: float,
             info: dict) -> dict:
     """Segment one image and write its three files; the JSON record."""
     from mmseg.apis import inference_model
+
+    from ov_eva.vocabulary.base import read_rgb
     start = time.perf_counter()
-    image = read_image(path)
+    image = read_rgb(path)
     # a path, not an array: the vocabulary is fetched (and cached) by file
     sample = inference_model(model, str(path))
     label = sample.pred_sem_seg.data[0].cpu().numpy()

@@ -8,8 +8,6 @@ copied or edited, so any open_clip ViT checkpoint loads as is.
 """
 import math
 import os
-import socket
-import urllib.parse
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -20,6 +18,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
+
+from .hub import hub_offline, hub_reachable
 
 VARIANTS = ('vanilla', 'sclip', 'clearclip', 'naclip')
 AUTOCAST = ('auto', 'bf16', 'fp16', 'fp32')
@@ -95,18 +95,6 @@ def autocast_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
         else None
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes'):
-        return False
-    endpoint = os.environ.get('HF_ENDPOINT', 'https://huggingface.co')
-    host = urllib.parse.urlparse(endpoint).hostname or 'huggingface.co'
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _cached_weights(tag_cfg: dict, cache_dir: Optional[str]) -> Optional[str]:
     """Path of a tag's weights already on disk, or None."""
     if tag_cfg.get('file'):
@@ -162,7 +150,7 @@ def create_clip_model(name: str,
         local = _cached_weights(tag_cfg, cache_dir)
         if local is not None:
             pretrained = local
-        elif not _hub_reachable():
+        elif hub_offline() or not hub_reachable():
             raise FileNotFoundError(
                 f'CLIP weights {name!r} / {pretrained!r} are not in the local '
                 'cache and the hub is unreachable (or HF_HUB_OFFLINE=1). '
@@ -295,8 +283,9 @@ class DenseCLIPEncoder(BaseModule):
         return out
 
     @torch.no_grad()
-    def encode_text(self, texts: Sequence[str], batch_size: int = 256
-                    ) -> Tensor:
+    def encode_text(self,
+                    texts: Sequence[str],
+                    batch_size: int = 256) -> Tensor:
         """L2-normalised embeddings (N, D) of ``texts``, on the model's
         device."""
         device = self.model.logit_scale.device
@@ -316,8 +305,8 @@ class DenseCLIPEncoder(BaseModule):
         token, which is kept. Other text towers take the padded path."""
         model = self.model
         plain = getattr(model, 'attn_mask', None) is not None and hasattr(
-            model, 'token_embedding') and getattr(
-                model, 'text_pool_type', 'argmax') == 'argmax'
+            model, 'token_embedding') and getattr(model, 'text_pool_type',
+                                                  'argmax') == 'argmax'
         if not plain:
             return model.encode_text(tokens, normalize=True)
         length = int((tokens != 0).sum(1).max())

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import cv2
 import mmcv
 import numpy as np
 
@@ -47,25 +48,44 @@ def image_digest(image: ImageInput) -> str:
     return digest.hexdigest()[:32]
 
 
+def read_rgb(path: Union[str, Path]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file, decoded as mmseg's
+    ``LoadImageFromFile`` decodes it; ValueError saying what is wrong."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ValueError(f'cannot read the file ({error.strerror})')
+    try:  # BGR: mmcv's RGB conversion fails obscurely on undecodable data
+        bgr = mmcv.imfrombytes(data, flag='color', channel_order='bgr')
+    except Exception as error:
+        raise ValueError(f'not a decodable image ({error})')
+    if bgr is None:
+        raise ValueError('not a decodable image (corrupt, or not an image)')
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
 def load_rgb(image: ImageInput) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a path or an array; a clear error naming the
     file when it is not a readable image."""
-    if isinstance(image, np.ndarray):
-        rgb = image
-    else:
-        try:  # BGR: mmcv's RGB conversion fails obscurely on bad data
-            bgr = mmcv.imread(str(image), channel_order='bgr')
-        except Exception as error:
-            bgr, reason = None, str(error)
-        else:
-            reason = 'not a decodable image (corrupt, or not an image)'
-        if bgr is None:
-            raise VocabularyFailure(f'cannot read image {str(image)!r}: '
-                                    f'{reason}')
-        rgb = bgr[..., ::-1] if bgr.ndim == 3 else bgr
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    if not isinstance(image, np.ndarray):
+        try:
+            return read_rgb(image)
+        except ValueError as error:
+            raise VocabularyFailure(
+                f'cannot read image {str(image)!r}: {error}') from None
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, 2)
     return np.ascontiguousarray(rgb[..., :3]).astype(np.uint8)
+
+
+def shrink(rgb: np.ndarray, max_side: Optional[int]) -> np.ndarray:
+    """The long side shrunk to ``max_side`` (never enlarged)."""
+    height, width = rgb.shape[:2]
+    if not max_side or max(height, width) <= max_side:
+        return rgb
+    scale = max_side / max(height, width)
+    return cv2.resize(
+        rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
+        interpolation=cv2.INTER_AREA)
 
 
 def classes_digest(classes: Classes) -> str:

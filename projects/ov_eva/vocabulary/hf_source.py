@@ -9,20 +9,16 @@ reach) a model that is not cached stops the run within seconds with a
 """
 import inspect
 import os
-import socket
 import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import urlparse
 
-import cv2
-import numpy as np
 
+from ..hub import HUB_TIMEOUT, hub_offline, hub_reachable
 from ..registry import VOCABULARIES
-from .base import FatalVocabularyError, MLLMVocabulary
+from .base import FatalVocabularyError, MLLMVocabulary, shrink
 from .prompts import SYSTEM
 
-_TRUE = ('1', 'on', 'true', 'yes')
 _DTYPE_ALIASES = {
     'bf16': 'bfloat16',
     'fp16': 'float16',
@@ -30,41 +26,6 @@ _DTYPE_ALIASES = {
     'fp32': 'float32',
     'float': 'float32',
 }
-HUB_TIMEOUT = 3.0  # seconds to reach the hub before calling it unreachable
-
-
-def hub_offline() -> bool:
-    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as set now: the
-    environment is read at call time, since ``huggingface_hub`` freezes it
-    when first imported."""
-    for name in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE'):
-        if os.environ.get(name, '').strip().lower() in _TRUE:
-            return True
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        return False
-    return bool(getattr(constants, 'HF_HUB_OFFLINE', False))
-
-
-def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
-    """Whether a TCP connection to the hub (``HF_ENDPOINT``, or the HTTPS
-    proxy when one is set) opens within ``timeout`` seconds."""
-    from huggingface_hub import constants
-    target = urlparse(constants.ENDPOINT)
-    proxy_name = f'{target.scheme}_proxy'
-    proxy = os.environ.get(proxy_name) or os.environ.get(proxy_name.upper())
-    if proxy:
-        target = urlparse(proxy if '://' in proxy else f'http://{proxy}')
-    if not target.hostname:
-        return False
-    port = target.port or (443 if target.scheme == 'https' else 80)
-    try:
-        socket.create_connection((target.hostname, port),
-                                 timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 def resolve_device(device: Optional[str]) -> str:
@@ -101,17 +62,6 @@ def _looks_local(model: str) -> bool:
     if model.startswith(('.', '~')) or '\\' in model:
         return True
     return model.count('/') > 1
-
-
-def shrink(rgb: np.ndarray, max_side: Optional[int]) -> np.ndarray:
-    """The long side shrunk to ``max_side`` (never enlarged)."""
-    height, width = rgb.shape[:2]
-    if not max_side or max(height, width) <= max_side:
-        return rgb
-    scale = max_side / max(height, width)
-    return cv2.resize(
-        rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-        interpolation=cv2.INTER_AREA)
 
 
 class LoadedModel:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from ..registry import VOCABULARIES
-from .base import FatalVocabularyError, MLLMVocabulary
+from .base import FatalVocabularyError, MLLMVocabulary, shrink
 from .prompts import SYSTEM
 from .terms import AnswerError
 
@@ -17,13 +17,8 @@ from .terms import AnswerError
 def encode_image(rgb: np.ndarray, max_side: int, quality: int = 90) -> str:
     """A JPEG data URL, the long side shrunk to ``max_side`` (tokens cost
     money)."""
-    height, width = rgb.shape[:2]
-    scale = max_side / max(height, width)
-    if scale < 1:
-        rgb = cv2.resize(
-            rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-            interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode('.jpg', rgb[..., ::-1],
+    ok, data = cv2.imencode('.jpg',
+                            shrink(rgb, max_side)[..., ::-1],
                             [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError('JPEG encoding failed')
