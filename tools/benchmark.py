@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import ov_eva  # noqa: F401  (before mmseg)
+# isort: off
+import ov_eva  # noqa: F401  (before mmseg: compat for mmcv-lite)
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import set_random_seed  # noqa: E402
 from mmseg.apis import inference_model, init_model  # noqa: E402
+# isort: on
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / 'shared' / 'data' / 'ADEChallengeData2016' / \
