@@ -75,13 +75,14 @@ def test_sigkill_among_concurrent_writers_keeps_the_cache_whole(tmp_path):
             str(cache_file), '--concurrency', '4', '--set',
             f'base_url={server.base_url}', 'max_retries=0'
         ]
+        logs = [tmp_path / f'writer{i}.log' for i in range(3)]
         procs = [
             subprocess.Popen(
                 cmd,
                 cwd=REPO,
                 env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL) for _ in range(3)
+                stdout=log.open('w'),
+                stderr=subprocess.STDOUT) for log in logs
         ]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -89,8 +90,8 @@ def test_sigkill_among_concurrent_writers_keeps_the_cache_whole(tmp_path):
                 break
             time.sleep(0.05)
         os.kill(procs[0].pid, signal.SIGKILL)  # mid-run, mid-write maybe
-        for proc in procs[1:]:
-            assert proc.wait(timeout=300) == 0
+        for proc, log in zip(procs[1:], logs[1:]):
+            assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
         procs[0].wait()
     cache = VocabularyCache(cache_file)
     assert cache.integrity_check() == 'ok'

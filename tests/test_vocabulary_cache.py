@@ -75,6 +75,43 @@ def test_foreign_and_broken_files_are_left_untouched(tmp_path):
         VocabularyCache(newer)
 
 
+def _open_cache(path, barrier, results):
+    barrier.wait()  # every process opens the new file at the same moment
+    try:
+        VocabularyCache(path).put(entry(f'k{os.getpid()}'))
+        results.put('ok')
+    except Exception as error:  # reported to the parent, asserted there
+        results.put(f'{type(error).__name__}: {error}')
+
+
+def test_processes_creating_one_new_file_at_once_all_succeed(tmp_path):
+    # an empty database (what a peer holds between creating the file and
+    # committing the schema) is new, not foreign
+    half_made = tmp_path / 'half.sqlite'
+    conn = sqlite3.connect(half_made)
+    conn.execute('PRAGMA journal_mode=WAL')
+    conn.close()
+    VocabularyCache(half_made).put(entry())
+    assert VocabularyCache(half_made).get('k1') is not None
+
+    import multiprocessing
+    context = multiprocessing.get_context('fork')
+    for trial in range(5):
+        path = tmp_path / f'race{trial}.sqlite'
+        barrier, results = context.Barrier(6), context.Queue()
+        procs = [
+            context.Process(target=_open_cache, args=(path, barrier, results))
+            for _ in range(6)
+        ]
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=60)
+        assert outcomes == ['ok'] * 6, outcomes
+        assert len(VocabularyCache(path)) == 6
+
+
 def test_export_import_and_exact_replay(tmp_path):
     cache = VocabularyCache(tmp_path / 'a.sqlite')
     cache.put(entry('k1', 'img1', ('oak floor', 'rug')))

@@ -110,40 +110,90 @@ class VocabularyCache:
 
     def _check_or_create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        existed = self.path.exists() and self.path.stat().st_size > 0
         try:
+            if not self.path.exists():
+                self._publish_new_file()
             conn = self._connect()
-            if existed:
+            # Check and complete under one write lock: an empty database
+            # (a file made by hand, or by an older OV-EVA) is ours to fill.
+            with self._transaction(conn):
                 tables = {
                     r[0]
                     for r in conn.execute(
                         "SELECT name FROM sqlite_master WHERE type='table'")
                 }
-                meta = dict(conn.execute('SELECT name, value FROM meta')
-                            ) if 'meta' in tables else {}
-                if meta.get('format') != FORMAT:
-                    raise CacheError(
-                        f'{self.path} is an SQLite file but not an OV-EVA '
-                        'vocabulary cache; it was left untouched. Point the '
-                        'cache elsewhere (vocabulary.cache_file).')
-                if int(meta.get('version', 0)) > FORMAT_VERSION:
-                    raise CacheError(
-                        f'{self.path} was written by a newer OV-EVA (cache '
-                        f'format {meta["version"]}); upgrade OV-EVA or use '
-                        'another cache file.')
-            conn.execute('PRAGMA journal_mode=WAL')
-            with self._transaction(conn):
-                for statement in _SCHEMA.strip().split(';'):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(
-                    'INSERT OR IGNORE INTO meta VALUES (?, ?), (?, ?)',
-                    ('format', FORMAT, 'version', str(FORMAT_VERSION)))
+                if tables:
+                    self._check_format(conn, tables)
+                self._create_schema(conn)
+            if conn.execute('PRAGMA journal_mode').fetchone()[0] != 'wal':
+                self._switch_to_wal(conn)
         except sqlite3.DatabaseError as error:
             raise CacheError(
                 f'{self.path} is not a readable OV-EVA vocabulary cache '
                 f'({error}); it was left untouched. Move it away, or point '
                 'vocabulary.cache_file elsewhere.') from error
+
+    def _publish_new_file(self) -> None:
+        """Build a complete WAL database aside and hard-link it into place.
+
+        The link is atomic and never replaces a file, so processes that
+        open a new cache at once all find either nothing or a finished
+        database; the losers of the race simply use the winner's file.
+        """
+        staging = self.path.with_name(
+            f'.{self.path.name}.{os.getpid()}.{threading.get_ident()}.new')
+        conn = sqlite3.connect(staging, isolation_level=None)
+        try:
+            conn.execute('PRAGMA journal_mode=WAL')
+            with self._Tx(conn):
+                self._create_schema(conn)
+        finally:
+            conn.close()
+        try:
+            os.link(staging, self.path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here: create in place instead
+            pass
+        finally:
+            for suffix in ('', '-wal', '-shm'):
+                Path(f'{staging}{suffix}').unlink(missing_ok=True)
+
+    @staticmethod
+    def _create_schema(conn: sqlite3.Connection) -> None:
+        for statement in _SCHEMA.strip().split(';'):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute('INSERT OR IGNORE INTO meta VALUES (?, ?), (?, ?)',
+                     ('format', FORMAT, 'version', str(FORMAT_VERSION)))
+
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
+        # WAL (readers never block the writer, a killed writer leaves no
+        # torn page) needs a moment alone with the file; SQLite answers
+        # "locked" at once instead of waiting, so wait here.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                conn.execute('PRAGMA journal_mode=WAL')
+                return
+            except sqlite3.OperationalError as error:
+                if ('locked' not in str(error) or time.monotonic() > deadline):
+                    raise
+                time.sleep(0.05)
+
+    def _check_format(self, conn: sqlite3.Connection, tables: set) -> None:
+        meta = dict(conn.execute(
+            'SELECT name, value FROM meta')) if 'meta' in tables else {}
+        if meta.get('format') != FORMAT:
+            raise CacheError(
+                f'{self.path} is an SQLite file but not an OV-EVA '
+                'vocabulary cache; it was left untouched. Point the '
+                'cache elsewhere (vocabulary.cache_file).')
+        if int(meta.get('version', 0)) > FORMAT_VERSION:
+            raise CacheError(
+                f'{self.path} was written by a newer OV-EVA (cache '
+                f'format {meta["version"]}); upgrade OV-EVA or use '
+                'another cache file.')
 
     class _Tx:
 
