@@ -261,3 +261,71 @@ def test_vocabulary_prefetch_gives_a_clear_reason(corrupt_ade_run):
     reason, clear = line.split(head, 1)[1], "': not a decodable image"
     assert reason[:len(clear)] == clear[:len(reason)], reason
     assert 'OpenCV' not in line
+
+
+def run_measured(*args):
+    """Run a tool like ``run_cli``; also return its peak RSS in GiB."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import REPO
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    env['PATH'] = str(Path(sys.executable).parent) + os.pathsep + env['PATH']
+    with subprocess.Popen([sys.executable, *map(str, args)],
+                          cwd=REPO,
+                          env=env,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        output = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, output[-5000:]
+    return output, usage.ru_maxrss / 2**20
+
+
+@pytest.fixture(scope='module')
+def huge_photo(tmp_path_factory):
+    """A 6000 x 8000 photo (and its label) in ADE20K's folder layout. With
+    150 classes, mmseg's full-resolution logits alone would be 29 GB."""
+    root = tmp_path_factory.mktemp('huge')
+    rng = np.random.default_rng(4)
+    small = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    image = root / 'images' / 'validation' / 'huge.jpg'
+    label = root / 'annotations' / 'validation' / 'huge.png'
+    image.parent.mkdir(parents=True)
+    label.parent.mkdir(parents=True)
+    cv2.imwrite(str(image), cv2.resize(small, (8000, 6000)))
+    labels = rng.integers(0, 151, (60, 80), dtype=np.uint8)
+    cv2.imwrite(
+        str(label),
+        cv2.resize(labels, (8000, 6000), interpolation=cv2.INTER_NEAREST))
+    return root, image
+
+
+def test_huge_photo_through_the_demo_keeps_memory_bounded(
+        huge_photo, tmp_path):
+    _, image = huge_photo
+    output, peak = run_measured('tools/demo.py', image, '--class-file',
+                                'ade20k', '--out', tmp_path, '--device', 'cpu',
+                                '--cfg-options', *TINY)
+    assert '1 ok, 0 failed' in output or '-> ' in output, output[-3000:]
+    with Image.open(tmp_path / 'huge_label.png') as picture:
+        assert picture.size == (8000, 6000)
+    print(f'demo on a 6000x8000 photo, 150 classes: peak RSS {peak:.2f} GiB')
+    assert peak < 3.0, f'peak RSS {peak:.2f} GiB'
+
+
+def test_huge_photo_through_the_dataset_loader_keeps_memory_bounded(
+        huge_photo, tmp_path):
+    root, _ = huge_photo
+    output, peak = run_measured('tools/test.py', 'configs/oveva_vitb16_ade.py',
+                                '--work-dir', tmp_path, '--cfg-options', *TINY,
+                                f'test_dataloader.dataset.data_root={root}')
+    assert re.search(r'mIoU: \d', output), output[-3000:]
+    print(f'tools/test.py on a 6000x8000 photo: peak RSS {peak:.2f} GiB')
+    # image, label and prediction at full size, each copied by the loader
+    # and mmseg's IoUMetric (int64: 0.36 GiB a copy), but nothing of K x H x W
+    assert peak < 4.0, f'peak RSS {peak:.2f} GiB'

@@ -147,3 +147,18 @@ def test_head_functions_are_device_and_dtype_agnostic():
             scores.to(dtype), torch.tensor([0, 0]), mask)
         assert w.dtype == dtype
         torch.testing.assert_close(w.sum(), torch.tensor(1.0, dtype=dtype))
+
+
+def test_upsampled_argmax_equals_mmseg_resize_then_argmax():
+    from mmseg.models.utils import resize
+    torch.manual_seed(0)
+    for (h, w), (height, width), band in [((37, 53), (300, 411), 7 * 411),
+                                          ((56, 75), (448, 597), 10**6),
+                                          ((20, 30), (20, 30), 1),
+                                          ((50, 40), (17, 13), 7 * 13 * 4)]:
+        logits = torch.randn(7, h, w)
+        expected = resize(
+            logits[None], size=(height, width), mode='bilinear')[0].argmax(0)
+        got = scoring.upsampled_argmax(logits, (height, width), band)
+        assert got.dtype == torch.long
+        assert torch.equal(got, expected), (h, w, height, width)

@@ -219,18 +219,41 @@ def test_head_off_is_the_baseline(tiny_segmentor_cfg):
     assert torch.equal(a[0].seg_logits.data, b[0].seg_logits.data)
 
 
-@pytest.mark.parametrize('size,batch_windows', [((300, 410), 8),
-                                                ((300, 410), 1),
-                                                ((150, 500), 3),
-                                                ((100, 120), 8)])
+@pytest.mark.parametrize('size,batch_windows',
+                         [((300, 410), 8), ((300, 410), 1), ((150, 500), 3),
+                          ((100, 120), 8)])
 def test_batched_slide_equals_mmseg_slide(tiny_segmentor_cfg, size,
                                           batch_windows):
     from mmseg.models.segmentors import EncoderDecoder
     model = build(
-        tiny_segmentor_cfg,
-        test_cfg=dict(SLIDE, batch_windows=batch_windows))
+        tiny_segmentor_cfg, test_cfg=dict(SLIDE, batch_windows=batch_windows))
     images = torch.randn(2, 3, *size)
     with torch.no_grad():
         ours = model.slide_inference(images, metas(2, size))
         mmseg = EncoderDecoder.slide_inference(model, images, metas(2, size))
     torch.testing.assert_close(ours, mmseg, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize('flip', [None, 'horizontal', 'vertical'])
+def test_huge_outputs_are_post_processed_in_bands(tiny_segmentor_cfg, flip):
+    # a limit below K x H x W takes the path a 6000 x 8000 photo takes
+    model = build(tiny_segmentor_cfg)
+    banded = build(
+        tiny_segmentor_cfg,
+        test_cfg=dict(mode='whole', max_output_logits=1000))
+    torch.manual_seed(1)
+    logits = torch.randn(2, model.num_classes, 40, 50)
+    expected, got = samples(2, (150, 170)), samples(2, (150, 170))
+    for sample in expected + got:  # padded at the bottom and on the right
+        sample.set_metainfo(
+            dict(
+                padding_size=[0, 6, 0, 4],
+                flip=flip is not None,
+                flip_direction=flip))
+    model.postprocess_result(logits, expected)
+    banded.postprocess_result(logits, got)
+    for ref, out in zip(expected, got):
+        assert torch.equal(out.pred_sem_seg.data, ref.pred_sem_seg.data)
+        # logits stay at the working resolution, unpadded
+        assert out.seg_logits.data.shape == (model.num_classes, 36, 44)
+        assert ref.seg_logits.data.shape == (model.num_classes, 150, 170)

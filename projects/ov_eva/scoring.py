@@ -166,3 +166,40 @@ def fuse(class_scores: Tensor,
     without terms have ``V_c = S_c``, so ``Z_c = S_c`` exactly."""
     return (1 - fusion_lambda) * class_scores[classes] + \
         fusion_lambda * vocab.to(class_scores)
+
+
+def upsampled_argmax(logits: Tensor,
+                     size: Tuple[int, int],
+                     max_elements: int = 2**23) -> Tensor:
+    """``argmax`` over classes of ``logits`` (K, h, w) bilinearly resized to
+    ``size`` (H, W) (``align_corners=False``, as mmseg's ``resize``), one
+    band of rows at a time, so memory is ~``max_elements`` floats instead of
+    K x H x W (29 GB for 150 classes on a 6000 x 8000 photo). Returns (H, W)
+    int64, equal to ``resize(...).argmax(0)`` but for float rounding in
+    near-ties."""
+    num_classes, height, width = logits.shape
+    out_h, out_w = size
+    logits = logits.float()
+    # rows: PyTorch's source index and weight for align_corners=False;
+    # columns: F.interpolate itself, on each band of interpolated rows
+    src = ((torch.arange(out_h, device=logits.device, dtype=torch.float32) +
+            0.5) * (height / out_h) - 0.5).clamp(min=0)
+    top_row = src.floor().long().clamp(max=height - 1)
+    bottom_row = (top_row + 1).clamp(max=height - 1)
+    weight = (src - top_row)[None, :, None]
+    rows = max(1, max_elements // max(num_classes * out_w, 1))
+    pred = torch.empty((out_h, out_w), dtype=torch.long, device=logits.device)
+    for start in range(0, out_h, rows):
+        band = slice(start, start + rows)
+        lower = weight[:, band]
+        mixed = (
+            logits[:, top_row[band]] * (1 - lower) +
+            logits[:, bottom_row[band]] * lower)
+        count = mixed.shape[1]
+        mixed = torch.nn.functional.interpolate(
+            mixed.reshape(1, num_classes * count, width),
+            size=out_w,
+            mode='linear',
+            align_corners=False)
+        pred[band] = mixed.view(num_classes, count, out_w).argmax(0)
+    return pred

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.config import ConfigDict
+from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor, EncoderDecoder
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
@@ -294,6 +295,45 @@ class OVEVASegmentor(EncoderDecoder):
             sample.set_metainfo(dict(ov_eva_vocabulary=report))
         self._reports = []
         return samples
+
+    def postprocess_result(self,
+                           seg_logits: Tensor,
+                           data_samples: OptSampleList = None) -> SampleList:
+        """mmseg's post-processing, except for outputs too large to hold:
+        when K x H x W of the original image exceeds
+        ``test_cfg.max_output_logits`` (default 2**28, 1 GiB of float32),
+        ``pred_sem_seg`` is computed band by band at full resolution and
+        ``seg_logits`` is kept at the model's working resolution, so
+        memory follows the resized image, not the photo."""
+        limit = int(self.test_cfg.get('max_output_logits', 2**28))
+        num_classes = seg_logits.shape[1]
+        if data_samples is None:
+            return super().postprocess_result(seg_logits, data_samples)
+        for i, sample in enumerate(data_samples):
+            height, width = sample.metainfo['ori_shape'][:2]
+            if num_classes * height * width <= limit:
+                super().postprocess_result(seg_logits[i:i + 1], [sample])
+                continue
+            logits = self._unpad_unflip(seg_logits[i], sample.metainfo)
+            pred = scoring.upsampled_argmax(logits, (height, width))
+            sample.set_data(
+                dict(
+                    seg_logits=PixelData(data=logits),
+                    pred_sem_seg=PixelData(data=pred[None])))
+        return data_samples
+
+    @staticmethod
+    def _unpad_unflip(logits: Tensor, meta: dict) -> Tensor:
+        """(K, H, W) logits without the test pipeline's padding and flip, as
+        in mmseg's ``postprocess_result``."""
+        left, right, top, bottom = meta.get('img_padding_size',
+                                            meta.get('padding_size', [0] * 4))
+        height, width = logits.shape[-2:]
+        logits = logits[:, top:height - bottom, left:width - right]
+        if meta.get('flip'):
+            dim = 2 if meta.get('flip_direction') == 'horizontal' else 1
+            logits = logits.flip(dims=(dim, ))
+        return logits
 
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None):
         return self.encode_decode(inputs, None)
