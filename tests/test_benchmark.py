@@ -1,5 +1,7 @@
 """The speed benchmark runs end to end and reports what it promises (speed
 targets themselves are read from its output, not asserted here)."""
+import re
+
 from conftest import run_cli
 
 
@@ -12,5 +14,16 @@ def test_benchmark_prints_stages_and_ratio():
     assert float(lines[-1].split(': ')[1]) > 0
     text = out.stdout
     for stage in ('image encoding', 'refinement', 'vocabulary lookup',
-                  'scoring, merging, resizing', 'repeats'):
+                  'scoring, merging, resizing', 'repeats', 'matmul rate: '):
         assert stage in text
+    models = re.findall(
+        r'^(baseline|ov-eva \(warm caches\)): ([\d.]+) images/s, \d+ '
+        r'ms/image, peak memory ([\d.]+) GiB$', text, re.M)
+    assert [m[0] for m in models] == ['baseline', 'ov-eva (warm caches)']
+    assert all(float(m[1]) > 0 and 0.1 < float(m[2]) < 20 for m in models)
+    floors = re.findall(
+        r'^  (image encoding|whole image) .* ([\d.]+) GFLOP, floor .*: +'
+        r'([\d.]+)% of the matmul rate$', text, re.M)
+    assert len(floors) == 4, text
+    assert all(
+        float(gflop) > 0 and float(share) > 0 for _, gflop, share in floors)

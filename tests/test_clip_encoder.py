@@ -61,8 +61,7 @@ def reference_dense(encoder, image, variant, std=5.0):
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_variant_matches_formula(variant):
     torch.manual_seed(0)
-    encoder = DenseCLIPEncoder(
-        'ov-eva-tiny', variant=variant, autocast='fp32')
+    encoder = DenseCLIPEncoder('ov-eva-tiny', variant=variant, autocast='fp32')
     image = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         got = encoder(image)[0]
@@ -174,8 +173,10 @@ def test_bad_names_fail_clearly():
 def test_short_text_encoding_equals_padded():
     torch.manual_seed(0)
     encoder = DenseCLIPEncoder('ov-eva-tiny')
-    texts = ['a photo of a cat.', 'wall', 'a very long description of a '
-             'red brick wall with white mortar between the bricks']
+    texts = [
+        'a photo of a cat.', 'wall', 'a very long description of a '
+        'red brick wall with white mortar between the bricks'
+    ]
     tokens = encoder.tokenizer(texts)
     with torch.no_grad():
         padded = encoder.model.encode_text(tokens, normalize=True)
@@ -205,7 +206,7 @@ def test_autocast_choice():
     assert autocast_dtype('fp32', cpu) is None
     assert autocast_dtype('bf16', cpu) is torch.bfloat16
     assert autocast_dtype('fp16', cpu) is torch.float16
-    assert autocast_dtype('auto', cpu) is (
-        torch.bfloat16 if cpu_has_bf16() else None)
+    assert autocast_dtype('auto',
+                          cpu) is (torch.bfloat16 if cpu_has_bf16() else None)
     with pytest.raises(ValueError, match='unknown clip.autocast'):
         DenseCLIPEncoder('ov-eva-tiny', autocast='fp8')

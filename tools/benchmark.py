@@ -8,7 +8,12 @@ and reports what new-term encoding costs and how often terms repeat)::
     python tools/benchmark.py configs/oveva_vitb16_ade.py --images 8
 
 Per-stage times come from wrapping the stages' entry points (no timing code
-in the model). The last line is ``ratio ov-eva/baseline: X.XX``.
+in the model). Each stage is also put against its floor: its FLOPs (counted
+by ``torch.utils.flop_counter`` on one image) over the matrix-multiply rate
+measured here at the precision the stage runs in. Peak memory is the
+process's resident high-water mark (``VmHWM``, reset before each model's
+rounds) on CPU, ``torch.cuda.max_memory_allocated`` on GPU. The last line is
+``ratio ov-eva/baseline: X.XX``.
 """
 import argparse
 import time
@@ -18,12 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 # isort: off
 import ov_eva  # noqa: F401  (before mmseg: compat for mmcv-lite)
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import set_random_seed  # noqa: E402
 from mmseg.apis import inference_model, init_model  # noqa: E402
+
+from ov_eva.clip_encoder import autocast_dtype  # noqa: E402
+
 # isort: on
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,15 +41,24 @@ SAMPLES = REPO.parent / 'shared' / 'data' / 'ADEChallengeData2016' / \
 
 
 class StageTimer:
-    """Accumulates wall time of wrapped callables, per stage name."""
+    """Accumulates wall time (and, while ``counting``, FLOPs) of wrapped
+    callables, per stage name. Stages never nest, so each call can have a
+    FLOP counter of its own."""
 
     def __init__(self):
         self.seconds = defaultdict(float)
+        self.flops = defaultdict(int)
+        self.counting = False
 
     def wrap(self, owner, attribute, stage):
         original = getattr(owner, attribute)
 
         def timed(*args, **kwargs):
+            if self.counting:
+                with FlopCounterMode(display=False) as counter:
+                    result = original(*args, **kwargs)
+                self.flops[stage] += counter.get_total_flops()
+                return result
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
@@ -80,16 +98,94 @@ def run(model, timer, images):
     return dict(timer.seconds)
 
 
-def report(name, seconds, count):
+def count_flops(model, timer, image):
+    """FLOPs of one image, per stage and in all (``'total'``)."""
+    timer.flops.clear()
+    timer.counting = True
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            inference_model(model, image)
+    finally:
+        timer.counting = False
+    flops = dict(timer.flops)
+    # the outer counter sees every stage's work as well
+    flops['total'] = counter.get_total_flops()
+    flops['scoring, merging, resizing'] = flops['total'] - sum(
+        timer.flops.values())
+    return flops
+
+
+def matmul_rate(dtype, device, repeats=20):
+    """GFLOP/s of one ViT-B/16 MLP matmul for 8 windows (1576 x 768 x 3072)
+    in ``dtype``: the ceiling the image tower is held against."""
+    a = torch.randn(1576, 768, device=device).to(dtype)
+    b = torch.randn(768, 3072, device=device).to(dtype)
+    best = float('inf')
+    for _ in range(repeats):
+        if device != 'cpu':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device != 'cpu':
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * 1576 * 768 * 3072 / best / 1e9
+
+
+class PeakMemory:
+    """Peak memory while a block runs: the resident high-water mark on CPU
+    (Linux: reset through /proc/self/clear_refs), allocated memory on GPU.
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.gib = None
+
+    def __enter__(self):
+        if self.device != 'cpu':
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            try:
+                with open('/proc/self/clear_refs', 'w') as f:
+                    f.write('5')
+            except OSError:
+                pass  # not Linux: the process-wide peak so far
+        return self
+
+    def __exit__(self, *exc):
+        if self.device != 'cpu':
+            self.gib = torch.cuda.max_memory_allocated() / 2**30
+            return
+        try:
+            with open('/proc/self/status') as f:
+                line = next(x for x in f if x.startswith('VmHWM:'))
+            self.gib = int(line.split()[1]) / 2**20
+        except (OSError, StopIteration):
+            import resource
+            self.gib = resource.getrusage(
+                resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def report(name, seconds, flops, rates, count, peak):
+    """One model's lines: speed, memory, then each stage's time and how
+    close it runs to its FLOP floor (``rates``: GFLOP/s per stage)."""
     total = seconds['total']
     known = sum(v for k, v in seconds.items() if k != 'total')
     rows = {k: v for k, v in seconds.items() if k != 'total'}
     rows['scoring, merging, resizing'] = total - known
     print(f'{name}: {count / total:.3f} images/s, '
-          f'{1000 * total / count:.0f} ms/image')
-    for stage, value in rows.items():
-        print(f'  {stage:28s} {1000 * value / count:9.1f} ms/image '
-              f'({100 * value / total:4.1f}%)')
+          f'{1000 * total / count:.0f} ms/image, peak memory {peak:.2f} GiB')
+    for stage, value in [*rows.items(), ('whole image', total)]:
+        line = (f'  {stage:28s} {1000 * value / count:9.1f} ms/image '
+                f'({100 * value / total:5.1f}%)')
+        work = flops.get('total' if stage == 'whole image' else stage, 0)
+        if work and value > 0:
+            floor = work / (rates[stage] * 1e9)
+            line += (
+                f'  {work / 1e9:7.1f} GFLOP, floor '
+                f'{1000 * floor:7.1f} ms: {100 * floor * count / value:5.1f}%'
+                ' of the matmul rate')
+        print(line)
 
 
 def main():
@@ -110,8 +206,7 @@ def main():
     rng = np.random.default_rng(0)
     images = [
         str(files[i % len(files)]) if files else rng.integers(
-            0, 255, (512, 683, 3), dtype=np.uint8)
-        for i in range(args.images)
+            0, 255, (512, 683, 3), dtype=np.uint8) for i in range(args.images)
     ]
     print(f'{args.images} images ({"ADE20K samples" if files else "random"}'
           f'), CLIP {cfg.model.clip.name} (random weights), windows '
@@ -120,6 +215,20 @@ def main():
 
     ours, ours_timer = build(cfg, cfg.model.get('vocabulary'), device)
     base, base_timer = build(cfg, None, device)
+    image_dtype = autocast_dtype(ours.clip.autocast,
+                                 torch.device(device)) or torch.float32
+    rate = {
+        dtype: matmul_rate(dtype, device)
+        for dtype in {image_dtype, torch.float32}
+    }
+    print('matmul rate: ' + ', '.join(f'{str(d)[6:]} {r:.0f} GFLOP/s'
+                                      for d, r in rate.items()) +
+          f'; image tower runs in {str(image_dtype)[6:]}')
+    # the image tower under autocast, everything else in float32
+    rates = defaultdict(lambda: rate[torch.float32])
+    rates['image encoding'] = rate[image_dtype]
+    # the whole image against the matmul rate of the stage doing most work
+    rates['whole image'] = rate[image_dtype]
     start = time.perf_counter()
     ours.synonym_embeddings(), base.synonym_embeddings()
     print(f'class text embeddings (once; cached on disk afterwards): '
@@ -140,14 +249,26 @@ def main():
           f'({100 * (1 - unique / max(len(terms), 1)):.0f}% repeats)')
 
     run(base, base_timer, images)  # warm-up of the baseline as well
+    flops = [
+        count_flops(m, t, images[0])
+        for m, t in ((base, base_timer), (ours, ours_timer))
+    ]
     # alternate the two, keep each one's fastest round: the machine is noisy
-    rounds = [(run(base, base_timer, images), run(ours, ours_timer, images))
-              for _ in range(args.rounds)]
+    peaks = [PeakMemory(device), PeakMemory(device)]
+    rounds = []
+    for _ in range(args.rounds):
+        with peaks[0]:
+            base_round = run(base, base_timer, images)
+        with peaks[1]:
+            rounds.append((base_round, run(ours, ours_timer, images)))
     base_seconds = min((r[0] for r in rounds), key=lambda s: s['total'])
     ours_seconds = min((r[1] for r in rounds), key=lambda s: s['total'])
-    print(f'fastest of {args.rounds} alternating rounds:')
-    report('baseline', base_seconds, len(images))
-    report('ov-eva (warm caches)', ours_seconds, len(images))
+    print(f'fastest of {args.rounds} alternating rounds (FLOPs and floors '
+          'per image):')
+    report('baseline', base_seconds, flops[0], rates, len(images),
+           peaks[0].gib)
+    report('ov-eva (warm caches)', ours_seconds, flops[1], rates, len(images),
+           peaks[1].gib)
     print(f'ratio ov-eva/baseline: '
           f'{ours_seconds["total"] / base_seconds["total"]:.2f}')
 
