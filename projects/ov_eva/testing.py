@@ -8,6 +8,11 @@ name`` for per-request plans): ``good``, ``malformed`` (prose, no JSON),
 ``hang_seconds``), ``refuse``, ``junk`` (a non-JSON HTTP body), ``empty``
 (no content), ``absurd`` (hundreds of junk terms), ``no_json_mode`` (400 to
 ``response_format``, good otherwise), ``auth`` (401).
+
+``echo_auth=True`` makes it a worst-case leaky proxy, for the secrets tests:
+every error body (401, 429, 500, 400), the ``junk`` body and the text of
+``malformed`` and ``refuse`` answers repeat the ``Authorization`` header the
+request came with (``invalid api key: Bearer sk-...``).
 """
 import json
 import random
@@ -41,7 +46,18 @@ def good_answer(prompt: str) -> str:
 
 
 class FakeOpenAIServer:
-    """``with FakeOpenAIServer() as server: ... server.base_url``."""
+    """``with FakeOpenAIServer() as server: ... server.base_url``.
+
+    Args:
+        behaviour: what every request gets (see the module docstring).
+        latency: seconds before each answer.
+        hang_seconds: how long ``hang`` waits before answering.
+        retry_after: the ``Retry-After`` of ``rate_limit``.
+        fail_rate: share of requests given a random fault of ``FAULTS``.
+        seed: of that random choice.
+        echo_auth: put the request's ``Authorization`` header into error
+            bodies and bad answers, as a leaky proxy might.
+    """
 
     def __init__(self,
                  behaviour: Union[str, Callable[[int, Dict], str]] = 'good',
@@ -49,11 +65,13 @@ class FakeOpenAIServer:
                  hang_seconds: float = 5.0,
                  retry_after: float = 1.0,
                  fail_rate: float = 0.0,
-                 seed: int = 0):
+                 seed: int = 0,
+                 echo_auth: bool = False):
         self.behaviour = behaviour
         self.latency, self.hang_seconds = latency, hang_seconds
         self.retry_after = retry_after
         self.fail_rate = fail_rate
+        self.echo_auth = echo_auth
         self._random = random.Random(seed)
         self.lock = threading.Lock()
         self.requests: List[Dict] = []  # one record per request
@@ -143,10 +161,18 @@ class FakeOpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _echo(self, text, between=': '):
+                """``text``, plus the Authorization header with echo_auth."""
+                if not server.echo_auth:
+                    return text
+                return text + between + self.headers.get('Authorization', '')
+
             def _error(self, status, message, headers=()):
                 self._send(
                     status,
-                    dict(error=dict(message=message, type='server_error')),
+                    dict(
+                        error=dict(
+                            message=self._echo(message), type='server_error')),
                     headers)
 
             def _respond(self, outcome, body):
@@ -160,7 +186,9 @@ class FakeOpenAIServer:
                 if outcome == 'auth':
                     return self._error(401, 'invalid api key')
                 if outcome == 'junk':
-                    return self._send(200, b'<html>gateway</html>')
+                    return self._send(
+                        200,
+                        self._echo('<html>gateway', ' ').encode() + b'</html>')
                 if outcome == 'no_json_mode' and 'response_format' in body:
                     return self._error(
                         400, 'response_format json_object is not supported')
@@ -170,8 +198,12 @@ class FakeOpenAIServer:
                             not server._stop.is_set():
                         time.sleep(0.05)
                 content, refusal = {
-                    'malformed': ('Sure! Terms: wall, floor [unclosed', None),
-                    'refuse': (None, "I'm sorry, I can't help with that."),
+                    'malformed':
+                    (self._echo('Sure! Terms: wall, floor [unclosed',
+                                ' (sent by '), None),
+                    'refuse': (None,
+                               self._echo("I'm sorry, I can't help with that.",
+                                          ' Your key: ')),
                     'empty': ('', None),
                     'absurd': (json.dumps({
                         'terms': [

@@ -210,7 +210,9 @@ class VocabularySource:
         if key is not None and self.cache is not None:
             self.cache.record_failure(key, image_hash, message)
         if self.strict:
-            raise VocabularyFailure(message)
+            # from None: the message is redacted, the error it was made of
+            # (a server's text, which may echo the API key) is not
+            raise VocabularyFailure(message) from None
         return FetchResult('failed', error=message, usage=usage or {})
 
     def generate(self, rgb: np.ndarray, classes: Classes,

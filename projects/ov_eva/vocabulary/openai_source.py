@@ -152,12 +152,13 @@ class OpenAIVocabulary(MLLMVocabulary):
         if not response.choices:
             raise AnswerError('answer with no choices')
         message = response.choices[0].message
-        refusal = getattr(message, 'refusal', None)
+        # redacted before anything cuts it short: a cut key is not replaced
+        refusal = self.redact(getattr(message, 'refusal', None) or '')
         if refusal:
             raise AnswerError(f'model refused: {refusal[:200]}')
         if not message.content:
             raise AnswerError('empty answer')
-        return message.content
+        return self.redact(message.content)
 
     def _format(self) -> Dict:
         return dict(response_format=dict(
