@@ -239,15 +239,14 @@ class OVEVASegmentor(EncoderDecoder):
                 self.out_channels = self.num_classes
                 self._term_embeddings = None
         channel = {i: self.num_classes + c for c, i in enumerate(kept)}
-        fused = []
         for logits, vocab, (index, term_class) in zip(merged, vocabularies,
                                                       mappings):
             used = [j for j, k in enumerate(term_class.tolist()) if k >= 0]
             weights = torch.zeros(len(vocab))
-            out = logits[:self.num_classes]
-            if used:
-                out, used_weights = self.head(
-                    out, logits[[channel[index[j]] for j in used]],
+            if used:  # the head fuses into the class channels in place
+                _, used_weights = self.head(
+                    logits[:self.num_classes],
+                    logits[[channel[index[j]] for j in used]],
                     term_class[used].to(logits.device))
                 weights[used] = used_weights.float().cpu()
             sim = torch.zeros(len(vocab))
@@ -257,8 +256,9 @@ class OVEVASegmentor(EncoderDecoder):
             self._reports.append(
                 self._report(vocab, term_class,
                              sim.float().cpu(), weights))
-            fused.append(out)
-        return torch.stack(fused)
+        # a view of the class channels: a stacked copy would cost as much as
+        # the refinement
+        return merged[:, :self.num_classes]
 
     def image_vocabulary(self, meta: dict) -> Dict[str, int]:
         """term -> the MLLM's suggested class index (-1: none) for one
@@ -318,17 +318,20 @@ class OVEVASegmentor(EncoderDecoder):
         limit = int(self.test_cfg.get('max_output_logits', 2**28))
         num_classes = seg_logits.shape[1]
         for i, sample in enumerate(data_samples):
-            logits = self._unpad_unflip(seg_logits[i], sample.metainfo)
+            # (1, K, H, W) slices, not [i][None]: a size-1 batch with odd
+            # strides sends F.interpolate down a path ~6x slower
+            logits = self._unpad_unflip(seg_logits[i:i + 1], sample.metainfo)
             size = tuple(sample.metainfo['ori_shape'][:2])
             if num_classes * size[0] * size[1] <= limit:
                 logits = resize(
-                    logits[None],
+                    logits,
                     size=size,
                     mode='bilinear',
                     align_corners=self.align_corners,
                     warning=False)[0]
                 pred = logits.max(0, keepdim=True).indices
             else:
+                logits = logits[0]
                 pred = scoring.upsampled_argmax(logits, size)[None]
             sample.set_data(
                 dict(
@@ -338,14 +341,14 @@ class OVEVASegmentor(EncoderDecoder):
 
     @staticmethod
     def _unpad_unflip(logits: Tensor, meta: dict) -> Tensor:
-        """(K, H, W) logits without the test pipeline's padding and flip, as
-        in mmseg's ``postprocess_result``."""
+        """(1, K, H, W) logits without the test pipeline's padding and flip,
+        as in mmseg's ``postprocess_result``."""
         left, right, top, bottom = meta.get('img_padding_size',
                                             meta.get('padding_size', [0] * 4))
         height, width = logits.shape[-2:]
-        logits = logits[:, top:height - bottom, left:width - right]
+        logits = logits[..., top:height - bottom, left:width - right]
         if meta.get('flip'):
-            dim = 2 if meta.get('flip_direction') == 'horizontal' else 1
+            dim = -1 if meta.get('flip_direction') == 'horizontal' else -2
             logits = logits.flip(dims=(dim, ))
         return logits
 
