@@ -152,9 +152,11 @@ def vocabulary_scores(term_scores: Tensor, term_class: Tensor,
     """
     used = term_class >= 0
     classes, slot = term_class[used].unique(return_inverse=True)
-    vocab = term_scores.new_zeros((len(classes), *term_scores.shape[1:]))
-    weighted = term_scores[used] * weights[used].view(-1, 1, 1).to(term_scores)
-    return classes, vocab.index_add_(0, slot, weighted)
+    # one (C, T) mixing matrix and a matmul: no (T, H, W) temporaries, and
+    # any memory layout of ``term_scores`` (e.g. channels-last) is read once
+    mix = term_scores.new_zeros((len(classes), len(term_class)))
+    mix[slot, used.nonzero()[:, 0]] = weights[used].to(mix)
+    return classes, torch.einsum('ct,thw->chw', mix, term_scores)
 
 
 def fuse(class_scores: Tensor,
@@ -164,8 +166,9 @@ def fuse(class_scores: Tensor,
     """``Z_c = (1 - lambda) S_c + lambda V_c`` (DESIGN.md step 6) for the
     classes with terms: (K, H, W), (C,), (C, H, W) -> (C, H, W). Classes
     without terms have ``V_c = S_c``, so ``Z_c = S_c`` exactly."""
-    return (1 - fusion_lambda) * class_scores[classes] + \
-        fusion_lambda * vocab.to(class_scores)
+    fused = class_scores[classes]  # a copy: updated in place below
+    return fused.mul_(1 - fusion_lambda).add_(
+        vocab.to(fused), alpha=fusion_lambda)
 
 
 def upsampled_argmax(logits: Tensor,
