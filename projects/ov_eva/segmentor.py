@@ -163,14 +163,16 @@ class OVEVASegmentor(EncoderDecoder):
     def slide_inference(self, inputs: Tensor,
                         batch_img_metas: List[dict]) -> Tensor:
         """mmseg's sliding windows (same ``test_cfg.crop_size`` / ``stride``
-        and the same window layout), with two changes that leave the result
-        unchanged: windows go through the encoder ``test_cfg.batch_windows``
-        at a time (default 8), and each window's logits are added into its
-        slice of the image instead of into a full-size padded copy (mmseg's
-        ``F.pad``, whose cost grows with classes x windows x image)."""
+        and the same window layout), with changes that leave the result
+        unchanged but for float rounding: windows go through the encoder
+        ``test_cfg.batch_windows`` at a time (default 16: the 15 windows of
+        an ADE20K-sized image in one pass), each window's logits are added
+        into its slice of the image instead of into a full-size padded copy
+        (mmseg's ``F.pad``, whose cost grows with classes x windows x image),
+        and the logits are kept channels-last."""
         h_stride, w_stride = self.test_cfg.stride
         h_crop, w_crop = self.test_cfg.crop_size
-        per_forward = max(1, int(self.test_cfg.get('batch_windows', 8)))
+        per_forward = max(1, int(self.test_cfg.get('batch_windows', 16)))
         batch_size, _, h_img, w_img = inputs.size()
         h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
         w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
