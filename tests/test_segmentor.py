@@ -237,6 +237,7 @@ def test_batched_slide_equals_mmseg_slide(tiny_segmentor_cfg, size,
 @pytest.mark.parametrize('flip', [None, 'horizontal', 'vertical'])
 def test_huge_outputs_are_post_processed_in_bands(tiny_segmentor_cfg, flip):
     # a limit below K x H x W takes the path a 6000 x 8000 photo takes
+    from mmseg.models.segmentors import BaseSegmentor
     model = build(tiny_segmentor_cfg)
     banded = build(
         tiny_segmentor_cfg,
@@ -244,15 +245,20 @@ def test_huge_outputs_are_post_processed_in_bands(tiny_segmentor_cfg, flip):
     torch.manual_seed(1)
     logits = torch.randn(2, model.num_classes, 40, 50)
     expected, got = samples(2, (150, 170)), samples(2, (150, 170))
-    for sample in expected + got:  # padded at the bottom and on the right
+    normal = samples(2, (150, 170))
+    for sample in expected + got + normal:  # padded bottom and right
         sample.set_metainfo(
             dict(
                 padding_size=[0, 6, 0, 4],
                 flip=flip is not None,
                 flip_direction=flip))
-    model.postprocess_result(logits, expected)
-    banded.postprocess_result(logits, got)
-    for ref, out in zip(expected, got):
+    # mmseg's own post-processing is the reference of both paths
+    BaseSegmentor.postprocess_result(model, logits.clone(), expected)
+    model.postprocess_result(logits.clone(), normal)
+    banded.postprocess_result(logits.clone(), got)
+    for ref, ours, out in zip(expected, normal, got):
+        assert torch.equal(ours.pred_sem_seg.data, ref.pred_sem_seg.data)
+        torch.testing.assert_close(ours.seg_logits.data, ref.seg_logits.data)
         assert torch.equal(out.pred_sem_seg.data, ref.pred_sem_seg.data)
         # logits stay at the working resolution, unpadded
         assert out.seg_logits.data.shape == (model.num_classes, 36, 44)
