@@ -329,3 +329,39 @@ def test_huge_photo_through_the_dataset_loader_keeps_memory_bounded(
     # image, label and prediction at full size, each copied by the loader
     # and mmseg's IoUMetric (int64: 0.36 GiB a copy), but nothing of K x H x W
     assert peak < 4.0, f'peak RSS {peak:.2f} GiB'
+
+
+def test_unusual_images_through_the_dataset_loader(tmp_path):
+    """Grayscale, RGBA, 16-bit, palette, 8x8 and unicode-named images
+    as an ADE20K-layout dataset through tools/test.py (mmcv's loader and
+    mmseg's pipeline): every one is scored against a label of its size."""
+    images = tmp_path / 'data' / 'images' / 'validation'
+    labels = tmp_path / 'data' / 'annotations' / 'validation'
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    expected = write_odd_images(images)
+    for path in images.iterdir():  # the undecodable ones are tested above
+        # one.png: mmseg's LoadAnnotations squeezes a 1x1 label to a scalar
+        # and fails; a 1x1 image is tested through the demo only
+        if path.name not in expected or path.suffix != '.png' or \
+                path.name == 'one.png':
+            path.unlink()
+    rng = np.random.default_rng(5)
+    for path in images.iterdir():
+        height, width = expected[path.name].shape[:2]
+        label = rng.integers(1, 151, (height, width), dtype=np.uint8)
+        Image.fromarray(label).save(labels / path.name)
+    count = len(list(images.iterdir()))
+    proc = run_cli(
+        'tools/test.py',
+        'configs/oveva_vitb16_ade.py',
+        '--work-dir',
+        tmp_path / 'work',
+        '--cfg-options',
+        *TINY,
+        f'test_dataloader.dataset.data_root={tmp_path / "data"}',
+        'test_dataloader.dataset.img_suffix=.png',
+        timeout=300)
+    assert count == 6
+    assert f'Iter(test) [{count}/{count}]' in proc.stdout + proc.stderr
+    assert re.search(r'mIoU: \d', proc.stdout + proc.stderr)
