@@ -2,7 +2,10 @@
 
 Only ``extract_feat`` / ``encode_decode`` and the per-image head are OV-EVA's
 own; whole and slide inference, post-processing (padding, resize, flip) and
-the data flow come from mmseg, driven by ``test_cfg`` as for any mmseg model.
+the data flow are mmseg's, driven by ``test_cfg`` as for any mmseg model.
+Slide inference and post-processing are re-implemented for speed and memory
+(batched windows, channels-last, banded argmax for huge photos) and tested
+equal to mmseg's own.
 
 Data flows one way: image -> dense features -> (vocabulary from cache or
 source) -> text bank -> per-window score maps of class synonyms and terms,
