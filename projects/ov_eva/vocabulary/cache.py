@@ -151,9 +151,10 @@ class VocabularyCache:
             conn.close()
         try:
             os.link(staging, self.path)
-        except FileExistsError:
-            pass
-        except OSError:  # no hard links here: create in place instead
+        except OSError:
+            # a peer linked first (FileExistsError), or this file system
+            # has no hard links: either way the caller opens self.path,
+            # completing an empty file in place
             pass
         finally:
             for suffix in ('', '-wal', '-shm'):
