@@ -48,6 +48,27 @@ def run_cli(*args, timeout=600, check=True, env=None):
     return proc
 
 
+def run_demo(*args, options=(), check=True, timeout=600):
+    """tools/demo.py on the tiny random CLIP, on the CPU."""
+    return run_cli(
+        'tools/demo.py',
+        *args,
+        '--device',
+        'cpu',
+        '--cfg-options',
+        *TINY,
+        *options,
+        timeout=timeout,
+        check=check)
+
+
+def demo_outputs(prefix):
+    """The three files the demo writes for one image, by output prefix."""
+    return (prefix.with_name(f'{prefix.name}_overlay.png'),
+            prefix.with_name(f'{prefix.name}_label.png'),
+            prefix.with_name(f'{prefix.name}.json'))
+
+
 @pytest.fixture(scope='session')
 def tiny_segmentor_cfg():
     return dict(

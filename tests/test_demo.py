@@ -7,36 +7,18 @@ import time
 
 import numpy as np
 import pytest
-from conftest import TINY, run_cli, shared_data
+from conftest import demo_outputs, run_demo, shared_data
 from PIL import Image
 
 ADE_IMAGE = 'images/validation/ADE_val_00000001.jpg'
 
 
-def demo(*args, check=True):
-    return run_cli(
-        'tools/demo.py',
-        *args,
-        '--device',
-        'cpu',
-        '--cfg-options',
-        *TINY,
-        check=check)
-
-
-def outputs(prefix):
-    """The three files written for one image, by output path prefix."""
-    return (prefix.with_name(f'{prefix.name}_overlay.png'),
-            prefix.with_name(f'{prefix.name}_label.png'),
-            prefix.with_name(f'{prefix.name}.json'))
-
-
 def test_one_image_with_the_default_lexicon_vocabulary(tmp_path):
     image = shared_data('ADEChallengeData2016') / ADE_IMAGE
     out = tmp_path / 'out'
-    proc = demo(image, '--classes', 'wall', 'floor', 'sky, clouds', 'person',
-                'tree', '--out', out)
-    overlay_file, label_file, record_file = outputs(out / image.stem)
+    proc = run_demo(image, '--classes', 'wall', 'floor', 'sky, clouds',
+                    'person', 'tree', '--out', out)
+    overlay_file, label_file, record_file = demo_outputs(out / image.stem)
     assert overlay_file.is_file() and label_file.is_file()
     with Image.open(image) as picture:
         rgb = np.asarray(picture.convert('RGB'))
@@ -102,7 +84,7 @@ def test_folder_with_a_bad_file_and_no_vocabulary(tmp_path):
     class_file = tmp_path / 'classes.txt'
     class_file.write_text('person\ncat, kitty\n\ngrass, lawn\nsky\n')
     out = tmp_path / 'out'
-    proc = demo(
+    proc = run_demo(
         photos,
         '--class-file',
         class_file,
@@ -113,7 +95,7 @@ def test_folder_with_a_bad_file_and_no_vocabulary(tmp_path):
         check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]
     for prefix in (out / first.stem, out / 'sub' / second.stem):
-        overlay_file, label_file, record_file = outputs(prefix)
+        overlay_file, label_file, record_file = demo_outputs(prefix)
         assert overlay_file.is_file() and label_file.is_file()
         record = json.loads(record_file.read_text())
         assert record['vocabulary'] == []
@@ -134,7 +116,7 @@ def test_folder_with_a_bad_file_and_no_vocabulary(tmp_path):
      (['--classes', 'cat', 'dog,'], 'empty name')])
 def test_bad_classes_stop_before_the_model_is_built(tmp_path, args, message):
     image = shared_data('ADEChallengeData2016') / ADE_IMAGE
-    proc = demo(image, *args, '--out', tmp_path, check=False)
+    proc = run_demo(image, *args, '--out', tmp_path, check=False)
     assert proc.returncode == 2
     assert message in proc.stderr and '--classes' in proc.stderr
     assert 'image(s)' not in proc.stdout  # no model was built
@@ -148,7 +130,7 @@ def test_missing_input_and_empty_folder_fail_fast(tmp_path):
     for path, message in [(tmp_path / 'missing.jpg', 'does not exist'),
                           (empty, 'holds no images')]:
         start = time.perf_counter()
-        proc = demo(path, '--classes', 'cat', 'dog', check=False)
+        proc = run_demo(path, '--classes', 'cat', 'dog', check=False)
         assert time.perf_counter() - start < 10
         assert proc.returncode == 2
         assert str(path) in proc.stderr and message in proc.stderr

@@ -11,7 +11,7 @@ import stat
 import cv2
 import numpy as np
 import pytest
-from conftest import TINY, run_cli, shared_data
+from conftest import TINY, demo_outputs, run_cli, run_demo, shared_data
 from PIL import Image
 
 ADE_IMAGE = 'images/validation/ADE_val_00000001.jpg'
@@ -24,26 +24,6 @@ GOOD = [
 ]
 BAD = ['random.jpg', 'text.png']  # not images: named and skipped
 TRUNCATED = 'truncated.jpg'  # either, but never a crash
-
-
-def demo(*args, options=(), check=True):
-    return run_cli(
-        'tools/demo.py',
-        *args,
-        '--device',
-        'cpu',
-        '--cfg-options',
-        *TINY,
-        *options,
-        timeout=300,
-        check=check)
-
-
-def outputs(prefix):
-    """The three files written for one image, by output path prefix."""
-    return (prefix.with_name(f'{prefix.name}_overlay.png'),
-            prefix.with_name(f'{prefix.name}_label.png'),
-            prefix.with_name(f'{prefix.name}.json'))
 
 
 def write_odd_images(folder):
@@ -91,7 +71,7 @@ def odd_run(tmp_path_factory):
     folder.mkdir()
     expected = write_odd_images(folder)
     out = root / 'out'
-    proc = demo(folder, '--classes', *CLASSES, '--out', out, check=False)
+    proc = run_demo(folder, '--classes', *CLASSES, '--out', out, check=False)
     return proc, folder, out, expected
 
 
@@ -99,7 +79,7 @@ def odd_run(tmp_path_factory):
 def test_unusual_images_are_segmented_at_their_own_size(odd_run, name):
     proc, folder, out, expected = odd_run
     path = folder / name
-    overlay_file, label_file, record_file = outputs(out / path.stem)
+    overlay_file, label_file, record_file = demo_outputs(out / path.stem)
     assert label_file.is_file(), (proc.stdout[-2000:], proc.stderr[-3000:])
     assert f'{path} -> {overlay_file} (' in proc.stdout
     pixels = expected[name]
@@ -138,7 +118,7 @@ def test_undecodable_files_are_named_and_skipped(odd_run, name):
 def test_truncated_jpeg_gives_a_result_or_a_named_error(odd_run):
     proc, folder, out, _ = odd_run
     path = folder / TRUNCATED
-    overlay_file, label_file, record_file = outputs(out / path.stem)
+    overlay_file, label_file, record_file = demo_outputs(out / path.stem)
     if label_file.is_file():  # decoded partially: the full size
         ade = shared_data('ADEChallengeData2016') / ADE_IMAGE
         with Image.open(ade) as picture, Image.open(label_file) as label:
@@ -170,9 +150,9 @@ def test_unicode_and_very_long_class_names(tmp_path):
     assert len(long_name) == 300  # beyond CLIP's 77 tokens: truncated
     classes = ['日本庭園', 'café table', long_name]
     out = tmp_path / 'out'
-    proc = demo(image, '--classes', *classes, '--out', out)
+    proc = run_demo(image, '--classes', *classes, '--out', out)
     assert '1 ok, 0 failed' in proc.stdout
-    _, label_file, record_file = outputs(out / 'small')
+    _, label_file, record_file = demo_outputs(out / 'small')
     with Image.open(label_file) as picture:
         label = np.asarray(picture)
     assert label.shape == (16, 24) and label.max() < 3
@@ -192,7 +172,7 @@ def test_a_thousand_classes_give_a_uint16_label(tmp_path):
     class_file.write_text('\n'.join(classes) + '\n')
     out = tmp_path / 'out'
     # one template: 1,000 prompts to encode, not 80,000
-    proc = demo(
+    proc = run_demo(
         image,
         '--class-file',
         class_file,
@@ -201,7 +181,7 @@ def test_a_thousand_classes_give_a_uint16_label(tmp_path):
         options=['model.templates=single'])
     assert '1 image(s), 1000 classes' in proc.stdout
     assert '1 ok, 0 failed' in proc.stdout
-    _, label_file, record_file = outputs(out / 'small')
+    _, label_file, record_file = demo_outputs(out / 'small')
     with Image.open(label_file) as picture:
         label = np.asarray(picture)
     assert label.dtype == np.uint16 and label.shape == (12, 20)
