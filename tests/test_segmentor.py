@@ -126,6 +126,10 @@ def test_tensor_mode_and_no_training(tiny_segmentor_cfg):
     (dict(clip=dict(name='ov-eva-tiny', variant='x')), ValueError,
      'unknown clip.variant'),
     (dict(clip=dict(name='ViT-Z')), ValueError, 'unknown open_clip model'),
+    (dict(test_cfg=dict(mode='whole', max_output_logits='1e9')), ValueError,
+     'test_cfg.max_output_logits'),
+    (dict(test_cfg=dict(mode='whole', batch_windows=0)), ValueError,
+     'test_cfg.batch_windows=0'),
 ])
 def test_build_errors(tiny_segmentor_cfg, overrides, error, match):
     with pytest.raises(error, match=match):

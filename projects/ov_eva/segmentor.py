@@ -114,6 +114,12 @@ class OVEVASegmentor(EncoderDecoder):
         self.prob_thd, self.bg_idx = prob_thd, bg_idx
         self.align_corners = False
         self.test_cfg = ConfigDict(test_cfg or dict(mode='whole'))
+        for knob in ('batch_windows', 'max_output_logits'):
+            value = self.test_cfg.get(knob)
+            if value is not None and (not isinstance(value, int)
+                                      or isinstance(value, bool) or value < 1):
+                raise ValueError(f'test_cfg.{knob}={value!r}: give a '
+                                 'positive whole number')
 
     @property
     def logit_scale(self) -> float:
@@ -175,7 +181,7 @@ class OVEVASegmentor(EncoderDecoder):
         and the logits are kept channels-last."""
         h_stride, w_stride = self.test_cfg.stride
         h_crop, w_crop = self.test_cfg.crop_size
-        per_forward = max(1, int(self.test_cfg.get('batch_windows', 16)))
+        per_forward = self.test_cfg.get('batch_windows', 16)
         batch_size, _, h_img, w_img = inputs.size()
         h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
         w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
@@ -320,7 +326,7 @@ class OVEVASegmentor(EncoderDecoder):
         """
         if data_samples is None:
             return super().postprocess_result(seg_logits, data_samples)
-        limit = int(self.test_cfg.get('max_output_logits', 2**28))
+        limit = self.test_cfg.get('max_output_logits', 2**28)
         num_classes = seg_logits.shape[1]
         for i, sample in enumerate(data_samples):
             # (1, K, H, W) slices, not [i][None]: a size-1 batch with odd
