@@ -200,6 +200,34 @@ def test_autocast_stays_close_to_float32(mode):
     assert (exact * lower).sum(1).min() >= 0.99
 
 
+def test_low_precision_tower_follows_the_float32_weights():
+    """The bf16 copy of the image tower is made once and reused; loading or
+    editing the float32 weights makes it again; checkpoints see only the
+    float32 weights."""
+    torch.manual_seed(0)
+    encoder = DenseCLIPEncoder('ov-eva-tiny', autocast='bf16')
+    keys = {k: v.dtype for k, v in encoder.state_dict().items()}
+    torch.manual_seed(1)
+    other = DenseCLIPEncoder('ov-eva-tiny', autocast='fp32')
+    image = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        before = encoder(image)
+        tower = encoder.image_tower(torch.bfloat16)
+        assert encoder.image_tower(torch.bfloat16) is tower
+        assert encoder.image_tower(None) is encoder.model.visual
+        assert {p.dtype for p in tower.parameters()} == {torch.bfloat16}
+        assert {k: v.dtype for k, v in encoder.state_dict().items()} == keys
+
+        encoder.load_state_dict(other.state_dict())  # a checkpoint loaded
+        assert encoder.image_tower(torch.bfloat16) is not tower
+        loaded, expected = encoder(image), other(image)
+        assert (loaded * expected).sum(1).min() >= 0.99
+        assert (before * expected).sum(1).min() < 0.9  # really other weights
+
+        encoder.model.visual.proj.mul_(-1)  # edited in place
+        assert (encoder(image) * expected).sum(1).max() <= -0.99
+
+
 def test_autocast_choice():
     from ov_eva.clip_encoder import autocast_dtype, cpu_has_bf16
     cpu = torch.device('cpu')
