@@ -1,4 +1,5 @@
 """Pure scoring functions on hand-made tensors."""
+import pytest
 import torch
 
 from ov_eva import scoring
@@ -162,3 +163,57 @@ def test_upsampled_argmax_equals_mmseg_resize_then_argmax():
         got = scoring.upsampled_argmax(logits, (height, width), band)
         assert got.dtype == torch.long
         assert torch.equal(got, expected), (h, w, height, width)
+
+
+def test_bilinear_matrix_is_f_interpolate():
+    torch.manual_seed(0)
+    for n_in, n_out, keep in [(14, 224, 224), (14, 224, 200), (5, 3, 3),
+                              (7, 7, 7), (1, 16, 9)]:
+        column = torch.randn(n_in, dtype=torch.float64)
+        expected = torch.nn.functional.interpolate(
+            column[None, None], size=n_out, mode='linear',
+            align_corners=False)[0, 0, :keep]
+        matrix = scoring.bilinear_matrix(n_in, n_out, keep)
+        assert matrix.shape == (keep, n_in)
+        torch.testing.assert_close(matrix @ column, expected)
+
+
+def naive_merge(window_logits, y_offsets, x_offsets, window, upsampled, size):
+    """mmseg's slide merge, window by window."""
+    rows, cols, batch, channels = window_logits.shape[:4]
+    preds = torch.zeros(batch, channels, *size, dtype=window_logits.dtype)
+    count = torch.zeros(1, 1, *size, dtype=window_logits.dtype)
+    for r, y in enumerate(y_offsets):
+        for c, x in enumerate(x_offsets):
+            up = torch.nn.functional.interpolate(
+                window_logits[r, c],
+                size=upsampled,
+                mode='bilinear',
+                align_corners=False)[..., :window[0], :window[1]]
+            preds[..., y:y + window[0], x:x + window[1]] += up
+            count[..., y:y + window[0], x:x + window[1]] += 1
+    return preds / count
+
+
+@pytest.mark.parametrize(
+    'y_offsets,x_offsets,window,upsampled,size',
+    [
+        ([0, 112, 224], [0, 112, 224, 336, 373], (224, 224), (224, 224),
+         (448, 597)),  # an ADE20K image: the last column is shifted
+        ([0], [0, 76], (100, 224), (112, 224), (100, 300)),  # short image
+        ([0, 5, 9], [0], (20, 30), (32, 32), (29, 30)),  # heavy overlap
+        ([0, 40], [0, 40], (40, 40), (48, 48), (80, 80)),  # no overlap
+    ])
+def test_merge_windows_equals_window_by_window(y_offsets, x_offsets, window,
+                                               upsampled, size):
+    torch.manual_seed(0)
+    grid = (upsampled[0] // 16 or 1, upsampled[1] // 16 or 1)
+    logits = torch.randn(
+        len(y_offsets), len(x_offsets), 2, 5, *grid, dtype=torch.float64)
+    merged = scoring.merge_windows(logits, y_offsets, x_offsets, window,
+                                   upsampled, size)
+    assert merged.shape == (2, 5, *size)
+    assert merged.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(
+        merged,
+        naive_merge(logits, y_offsets, x_offsets, window, upsampled, size))

@@ -3,7 +3,7 @@
 Shapes: B batch, S texts (synonyms or terms), K classes, D embedding width,
 H x W positions. Every function works on any device and batch size.
 """
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -114,14 +114,21 @@ def refinement_weights(term_scores: Tensor,
     used = term_class >= 0
     cls = term_class.clamp(min=0)
     if refine:
-        # one pass over the pixels: per term, its score summed per class
+        # one matmul over the pixels: each term's score summed inside each
+        # mask of its classes, and over the whole image (a column of ones).
+        # Reads any layout of ``term_scores`` (e.g. a channels-last view of
+        # the merged logits) in place.
         flat = term_scores.flatten(1)
-        pixels = labels.flatten()
-        bins = max(int(pixels.max()), int(cls.max())) + 1
-        sums = flat.new_zeros(flat.shape[0], bins).index_add_(1, pixels, flat)
-        area = torch.bincount(pixels, minlength=bins).to(flat.dtype)[cls]
-        inside = sums.gather(1, cls[:, None])[:, 0] / area.clamp(min=1)
-        overall = sums.sum(1) / flat.shape[1]
+        classes, slot = cls.unique(return_inverse=True)
+        masks = torch.cat([
+            labels.flatten()[:, None] == classes[None],
+            labels.new_ones((labels.numel(), 1), dtype=torch.bool)
+        ],
+                          dim=1).to(flat.dtype)
+        sums = flat @ masks  # (T, C + 1)
+        area = masks.sum(0)[slot]
+        inside = sums.gather(1, slot[:, None])[:, 0] / area.clamp(min=1)
+        overall = sums[:, -1] / flat.shape[1]
         alignment = torch.where(area > 0, inside - overall,
                                 torch.zeros_like(area))
         logits = alignment / temperature
@@ -156,7 +163,10 @@ def vocabulary_scores(term_scores: Tensor, term_class: Tensor,
     # any memory layout of ``term_scores`` (e.g. channels-last) is read once
     mix = term_scores.new_zeros((len(classes), len(term_class)))
     mix[slot, used.nonzero()[:, 0]] = weights[used].to(mix)
-    return classes, torch.einsum('ct,thw->chw', mix, term_scores)
+    flat = term_scores.flatten(1)
+    if flat.stride(0) < flat.stride(1):  # channels-last: pixel-major result
+        return classes, (flat.T @ mix.T).T.view(-1, *term_scores.shape[1:])
+    return classes, (mix @ flat).view(-1, *term_scores.shape[1:])
 
 
 def fuse(class_scores: Tensor,
@@ -169,6 +179,100 @@ def fuse(class_scores: Tensor,
     fused = class_scores[classes]  # a copy: updated in place below
     return fused.mul_(1 - fusion_lambda).add_(
         vocab.to(fused), alpha=fusion_lambda)
+
+
+def bilinear_matrix(in_size: int,
+                    out_size: int,
+                    keep: Optional[int] = None,
+                    device=None) -> Tensor:
+    """(keep, in_size) matrix ``M`` of bilinear resizing along one axis from
+    ``in_size`` to ``out_size`` samples (``align_corners=False``, as
+    ``F.interpolate``), first ``keep`` rows only: ``M @ x`` equals
+    ``F.interpolate(x, out_size)[:keep]`` for a column ``x``."""
+    keep = out_size if keep is None else keep
+    src = ((torch.arange(keep, device=device, dtype=torch.float64) + 0.5) *
+           (in_size / out_size) - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=in_size - 1)
+    high = (low + 1).clamp(max=in_size - 1)
+    frac = src - low
+    rows = torch.arange(keep, device=device)
+    matrix = torch.zeros((keep, in_size), device=device, dtype=torch.float64)
+    matrix.index_put_((rows, low), 1 - frac, accumulate=True)
+    matrix.index_put_((rows, high), frac, accumulate=True)
+    return matrix
+
+
+def merge_windows(window_logits: Tensor, y_offsets: Sequence[int],
+                  x_offsets: Sequence[int], window_size: Tuple[int, int],
+                  upsampled_size: Tuple[int, int],
+                  image_size: Tuple[int, int]) -> Tensor:
+    """Sliding-window logits merged into one image, as mmseg's slide
+    inference merges them: each window bilinearly resized to
+    ``upsampled_size`` and cropped to ``window_size``, added into its place,
+    and every pixel divided by the number of windows covering it.
+
+    Bilinear resizing is separable and the windows form a grid, so the
+    whole merge is two small matrix products per image, ``A @ L @ B^T``,
+    whose matrices hold the interpolation weights over the covering counts.
+    No window is ever upsampled on its own: the work and memory follow the
+    image (K x H x W, written once) instead of windows x window size.
+
+    Args:
+        window_logits: (R, C, B, K, h, w) logits at the patch grid of the
+            window in row ``r`` and column ``c`` of the grid, per image.
+        y_offsets, x_offsets: (R,) and (C,) top and left pixel of each row
+            and column of windows.
+        window_size: (wh, ww) pixels of a window.
+        upsampled_size: (uh, uw) size each window's logits are resized to
+            before cropping to ``window_size`` (its padded patch grid).
+        image_size: (H, W).
+
+    Returns:
+        (B, K, H, W) channels-last merged logits.
+    """
+    rows, cols, batch, channels, grid_h, grid_w = window_logits.shape
+    device, dtype = window_logits.device, window_logits.dtype
+
+    def axis_matrix(offsets, window, upsampled, grid, size):
+        # (size, len(offsets) * grid): each window's interpolation weights
+        # at its offset, over the number of windows covering each pixel
+        weights = bilinear_matrix(grid, upsampled, window, device)
+        matrix = torch.zeros((size, len(offsets) * grid),
+                             device=device,
+                             dtype=torch.float64)
+        covered = torch.zeros(size, device=device, dtype=torch.float64)
+        for i, start in enumerate(offsets):
+            matrix[start:start + window, i * grid:(i + 1) * grid] = weights
+            covered[start:start + window] += 1
+        return (matrix / covered.clamp(min=1)[:, None]).to(dtype)
+
+    height, width = image_size
+    down = axis_matrix(y_offsets, window_size[0], upsampled_size[0], grid_h,
+                       height)  # (H, R*h)
+    across = axis_matrix(x_offsets, window_size[1], upsampled_size[1], grid_w,
+                         width)  # (W, C*w)
+    # (B, R*h, C*w, K): window rows and columns laid side by side
+    tiles = window_logits.permute(2, 0, 4, 1, 5, 3)
+    tiles = tiles.reshape(batch, rows * grid_h, cols * grid_w, channels)
+    # ``down`` is block-sparse: between two window edges the same one or
+    # two rows of windows cover the image, so each band of rows multiplies
+    # only their columns (a third to a half of the work at 50% overlap)
+    bottoms = [min(y + window_size[0], height) for y in y_offsets]
+    edges = sorted({0, height, *y_offsets, *bottoms})
+    bands = []
+    for top, bottom in zip(edges[:-1], edges[1:]):
+        used = down[top:bottom].abs().sum(0).nonzero()[:, 0]
+        bands.append((top, bottom, int(used[0]), int(used[-1]) + 1))
+    out = window_logits.new_empty((batch, height, width, channels))
+    for b in range(batch):
+        wide = (across @ tiles[b]).view(rows * grid_h, width * channels)
+        image = out[b].view(height, width * channels)
+        for top, bottom, first, last in bands:
+            torch.mm(
+                down[top:bottom, first:last],
+                wide[first:last],
+                out=image[top:bottom])
+    return out.permute(0, 3, 1, 2)
 
 
 def upsampled_argmax(logits: Tensor,

@@ -145,29 +145,36 @@ class OVEVASegmentor(EncoderDecoder):
         """Logits (B, K [+ U], H, W) for a batch of images or windows: the
         K class scores ``S_c`` and, while a batch's vocabulary is active,
         the U term scores ``S_t``."""
+        logits = self.patch_logits(inputs)
+        # features cover the input padded to whole patches: crop after resize
+        # channels-last: upsampling and every later per-pixel pass over the
+        # classes run ~1.5-3x faster on CPU (same values, other layout)
+        logits = resize(
+            logits.contiguous(memory_format=torch.channels_last),
+            size=self._upsampled_size(logits),
+            mode='bilinear',
+            align_corners=self.align_corners)
+        return logits[..., :inputs.shape[-2], :inputs.shape[-1]]
+
+    def patch_logits(self, inputs: Tensor) -> Tensor:
+        """``encode_decode``'s logits before upsampling: (B, K [+ U], h, w)
+        at the patch grid of the inputs padded to whole patches."""
         features = self.extract_feat(inputs)
         text = self.synonym_embeddings()
         if self._term_embeddings is not None:
             text = torch.cat([text, self._term_embeddings.to(text.device)])
         scores = scoring.text_scores(features, text, self.logit_scale)
         num_synonyms = len(self.synonyms)
-        logits = torch.cat([
+        return torch.cat([
             scoring.class_scores(scores[:, :num_synonyms],
                                  self.synonym_to_class, self.num_classes),
             scores[:, num_synonyms:]
         ],
-                           dim=1)
-        # features cover the input padded to whole patches: crop after resize
+                         dim=1)
+
+    def _upsampled_size(self, logits: Tensor) -> tuple:
         ph, pw = self.clip.patch_size
-        grid_h, grid_w = logits.shape[-2:]
-        # channels-last: upsampling and every later per-pixel pass over the
-        # classes run ~1.5-3x faster on CPU (same values, other layout)
-        logits = resize(
-            logits.contiguous(memory_format=torch.channels_last),
-            size=(grid_h * ph, grid_w * pw),
-            mode='bilinear',
-            align_corners=self.align_corners)
-        return logits[..., :inputs.shape[-2], :inputs.shape[-1]]
+        return logits.shape[-2] * ph, logits.shape[-1] * pw
 
     def slide_inference(self, inputs: Tensor,
                         batch_img_metas: List[dict]) -> Tensor:
@@ -175,36 +182,39 @@ class OVEVASegmentor(EncoderDecoder):
         and the same window layout), with changes that leave the result
         unchanged but for float rounding: windows go through the encoder
         ``test_cfg.batch_windows`` at a time (default 16: the 15 windows of
-        an ADE20K-sized image in one pass), each window's logits are added
-        into its slice of the image instead of into a full-size padded copy
-        (mmseg's ``F.pad``, whose cost grows with classes x windows x image),
-        and the logits are kept channels-last."""
+        an ADE20K-sized image in one pass), and their patch-grid logits are
+        upsampled and averaged in one separable step
+        (``scoring.merge_windows``) instead of one full-size window at a
+        time; the merged logits are channels-last."""
         h_stride, w_stride = self.test_cfg.stride
         h_crop, w_crop = self.test_cfg.crop_size
         per_forward = self.test_cfg.get('batch_windows', 16)
         batch_size, _, h_img, w_img = inputs.size()
         h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
         w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
-        boxes = []
-        for h_idx in range(h_grids):
-            for w_idx in range(w_grids):
-                y2 = min(h_idx * h_stride + h_crop, h_img)
-                x2 = min(w_idx * w_stride + w_crop, w_img)
-                boxes.append((max(y2 - h_crop, 0), y2, max(x2 - w_crop,
-                                                           0), x2))
-        preds = inputs.new_zeros(
-            (batch_size, h_img, w_img, self.out_channels)).permute(0, 3, 1, 2)
-        count = inputs.new_zeros((batch_size, 1, h_img, w_img))
+        # mmseg's window layout: the last row and column end at the border
+        y_offsets = [
+            max(min(i * h_stride + h_crop, h_img) - h_crop, 0)
+            for i in range(h_grids)
+        ]
+        x_offsets = [
+            max(min(j * w_stride + w_crop, w_img) - w_crop, 0)
+            for j in range(w_grids)
+        ]
+        window = (min(h_crop, h_img), min(w_crop, w_img))
+        boxes = [(y, x) for y in y_offsets for x in x_offsets]
+        chunks = []
         for start in range(0, len(boxes), per_forward):
-            chunk = boxes[start:start + per_forward]
-            crops = torch.cat(
-                [inputs[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
-            logits = self.encode_decode(crops, batch_img_metas)
-            for j, (y1, y2, x1, x2) in enumerate(chunk):
-                preds[:, :, y1:y2,
-                      x1:x2] += logits[j * batch_size:(j + 1) * batch_size]
-                count[:, :, y1:y2, x1:x2] += 1
-        return preds.div_(count)
+            crops = torch.cat([
+                inputs[:, :, y:y + window[0], x:x + window[1]]
+                for y, x in boxes[start:start + per_forward]
+            ])
+            chunks.append(self.patch_logits(crops))
+        logits = torch.cat(chunks)  # (windows * B, K, h, w)
+        return scoring.merge_windows(
+            logits.view(h_grids, w_grids, batch_size,
+                        *logits.shape[1:]), y_offsets, x_offsets, window,
+            self._upsampled_size(logits), (h_img, w_img))
 
     def inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         """Class logits (B, K, H, W): mmseg's whole/slide inference, the
@@ -249,17 +259,25 @@ class OVEVASegmentor(EncoderDecoder):
             finally:
                 self.out_channels = self.num_classes
                 self._term_embeddings = None
-        channel = {i: self.num_classes + c for c, i in enumerate(kept)}
+        channel = {i: c for c, i in enumerate(kept)}
         for logits, vocab, (index, term_class) in zip(merged, vocabularies,
                                                       mappings):
-            used = [j for j, k in enumerate(term_class.tolist()) if k >= 0]
+            # every kept term's channel goes to the head as one view (a
+            # gathered copy per image would cost as much as the refinement);
+            # channels of other images' terms get class -1, weight 0
+            channel_class = torch.full((len(kept), ), -1, dtype=torch.long)
+            for i, k in zip(index, term_class.tolist()):
+                if k >= 0:
+                    channel_class[channel[i]] = k
             weights = torch.zeros(len(vocab))
-            if used:  # the head fuses into the class channels in place
-                _, used_weights = self.head(
-                    logits[:self.num_classes],
-                    logits[[channel[index[j]] for j in used]],
-                    term_class[used].to(logits.device))
-                weights[used] = used_weights.float().cpu()
+            if bool((channel_class >= 0).any()):  # fused in place
+                _, channel_weights = self.head(logits[:self.num_classes],
+                                               logits[self.num_classes:],
+                                               channel_class.to(logits.device))
+                channel_weights = channel_weights.float().cpu()
+                for j, (i, k) in enumerate(zip(index, term_class.tolist())):
+                    if k >= 0:
+                        weights[j] = channel_weights[channel[i]]
             sim = torch.zeros(len(vocab))
             if vocab:
                 chosen = term_class.clamp(min=0).to(similarity.device)

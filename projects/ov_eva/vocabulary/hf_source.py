@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-
 from ..hub import HUB_TIMEOUT, hub_offline, hub_reachable
 from ..registry import VOCABULARIES
 from .base import FatalVocabularyError, MLLMVocabulary, shrink
