@@ -201,6 +201,47 @@ def test_vocabulary_changes_scores_and_is_reported(tiny_segmentor_cfg,
     assert weights == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.parametrize('test_cfg', [dict(mode='whole'), SLIDE])
+def test_batch_of_images_with_their_own_vocabularies(tiny_segmentor_cfg,
+                                                     test_cfg):
+    """Each image of a batch is refined with its own terms only, exactly as
+    when it is predicted alone (the head sees every kept term's channel,
+    those of the other images with weight 0)."""
+    model = build(
+        tiny_segmentor_cfg,
+        test_cfg=test_cfg,
+        vocabulary=STATIC,
+        head=dict(type='OVEVAHead', map_thr=0.0, top_n=2))
+    per_image = {
+        'image_0.jpg': {
+            'brick masonry': 1,
+            'blue sky': 0,
+            'room': -1
+        },
+        'image_1.jpg': {
+            'clouds': 0,
+            'a cat on a sofa': 2
+        },
+    }
+    model.image_vocabulary = lambda meta: per_image[meta['img_path']]
+    images = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        batch = model.predict(images, samples_with_paths(2, (96, 128)))
+        for i in range(2):
+            alone = samples_with_paths(1, (96, 128))
+            alone[0].set_metainfo(dict(img_path=f'image_{i}.jpg'))
+            single = model.predict(images[i:i + 1], alone)[0]
+            torch.testing.assert_close(
+                batch[i].seg_logits.data,
+                single.seg_logits.data,
+                atol=1e-4,
+                rtol=0)
+            assert batch[i].ov_eva_vocabulary == single.ov_eva_vocabulary
+            assert [r['term'] for r in single.ov_eva_vocabulary
+                    ] == list(per_image[f'image_{i}.jpg'])
+            assert sum(r['weight'] for r in single.ov_eva_vocabulary) > 0
+
+
 def test_terms_are_encoded_once(tiny_segmentor_cfg):
     model = build(tiny_segmentor_cfg, vocabulary=STATIC)
     with torch.no_grad():
