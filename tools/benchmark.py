@@ -229,7 +229,7 @@ def main():
     print('matmul rate: ' + ', '.join(f'{str(d)[6:]} {r:.0f} GFLOP/s'
                                       for d, r in rate.items()) +
           f'; image tower runs in {str(image_dtype)[6:]}')
-    # the image tower under autocast, everything else in float32
+    # the image tower in its own precision, everything else in float32
     rates = defaultdict(lambda: rate[torch.float32])
     rates['image encoding'] = rate[image_dtype]
     # the whole image against the matmul rate of the stage doing most work
