@@ -217,3 +217,62 @@ def test_merge_windows_equals_window_by_window(y_offsets, x_offsets, window,
     torch.testing.assert_close(
         merged,
         naive_merge(logits, y_offsets, x_offsets, window, upsampled, size))
+
+
+def pamr_reference(image, logits, num_iter, dilations):
+    """PAMR as its authors wrote it: fixed 3 x 3 convolution kernels that
+    take differences to, or copies of, the neighbours at each dilation."""
+    F = torch.nn.functional
+    offsets = [(r, c) for r in range(3) for c in range(3) if (r, c) != (1, 1)]
+
+    def local(x, kernel):
+        b, k, h, w = x.shape
+        x = x.reshape(b * k, 1, h, w)
+        out = [
+            F.conv2d(F.pad(x, [d] * 4, mode='replicate'), kernel, dilation=d)
+            for d in dilations
+        ]
+        return torch.cat(out, 1).view(b, k, -1, h, w)
+
+    every = torch.zeros(9, 1, 3, 3)
+    difference, copy = torch.zeros(8, 1, 3, 3), torch.zeros(8, 1, 3, 3)
+    for i in range(9):
+        every[i, 0, i // 3, i % 3] = 1
+    for i, (r, c) in enumerate(offsets):
+        copy[i, 0, r, c] = difference[i, 0, r, c] = 1
+        difference[i, 0, r, c], difference[i, 0, 1, 1] = -1, 1
+    sigma = local(image, every).std(2, keepdim=True)
+    affinity = -local(image, difference).abs() / (1e-8 + 0.1 * sigma)
+    affinity = affinity.mean(1, keepdim=True).softmax(2)
+    for _ in range(num_iter):
+        logits = (local(logits, copy) * affinity).sum(2)
+    return logits
+
+
+def test_pamr_equals_the_convolution_formulation():
+    torch.manual_seed(0)
+    image, logits = torch.randn(2, 3, 30, 41), torch.randn(2, 5, 30, 41)
+    for num_iter, dilations in [(1, (1, )), (3, (1, 4)), (2, (8, 16))]:
+        torch.testing.assert_close(
+            scoring.pamr(image, logits, num_iter, dilations),
+            pamr_reference(image, logits, num_iter, dilations))
+    last = logits.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(
+        scoring.pamr(image, last, 2, (1, 2)),
+        pamr_reference(image, logits, 2, (1, 2)))
+
+
+def test_pamr_moves_a_blurry_boundary_onto_the_image_edge():
+    # image: dark left of column 24, bright right of it; the logits put the
+    # class boundary 6 columns off, at 30
+    image = torch.zeros(1, 3, 32, 48)
+    image[..., 24:] = 1
+    image += 0.01 * torch.randn(
+        image.shape, generator=torch.Generator().manual_seed(0))
+    ramp = (29.5 - torch.arange(48.0)) / 10
+    logits = torch.stack([ramp, -ramp]).expand(32, 2, 48).permute(1, 0,
+                                                                  2)[None]
+    truth = (torch.arange(48) >= 24).long().expand(32, 48)
+    assert (logits[0].argmax(0) != truth).sum() == 6 * 32
+    refined = scoring.pamr(image, logits)  # 10 steps at dilations 8, 16
+    assert torch.equal(refined[0].argmax(0), truth)

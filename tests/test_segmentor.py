@@ -130,6 +130,10 @@ def test_tensor_mode_and_no_training(tiny_segmentor_cfg):
      'test_cfg.max_output_logits'),
     (dict(test_cfg=dict(mode='whole', batch_windows=0)), ValueError,
      'test_cfg.batch_windows=0'),
+    (dict(pamr=dict(steps=3)), ValueError, 'keys num_iter and dilations'),
+    (dict(pamr=dict(num_iter=0)), ValueError, 'num_iter must be'),
+    (dict(pamr=dict(dilations=(8, 0))), ValueError, 'dilations whole'),
+    (dict(pamr=True), ValueError, 'give None or a dict'),
 ])
 def test_build_errors(tiny_segmentor_cfg, overrides, error, match):
     with pytest.raises(error, match=match):
@@ -240,6 +244,27 @@ def test_batch_of_images_with_their_own_vocabularies(tiny_segmentor_cfg,
             assert [r['term'] for r in single.ov_eva_vocabulary
                     ] == list(per_image[f'image_{i}.jpg'])
             assert sum(r['weight'] for r in single.ov_eva_vocabulary) > 0
+
+
+def test_pamr_refines_the_final_logits(tiny_segmentor_cfg):
+    """PAMR runs on the fused logits, before the background threshold,
+    guided by the input image."""
+    from ov_eva import scoring
+    cfg = dict(
+        tiny_segmentor_cfg, test_cfg=SLIDE, vocabulary=STATIC, prob_thd=0.5)
+    plain = build(cfg, prob_thd=0.0)
+    refined = build(cfg, pamr=dict(num_iter=3, dilations=[1, 2]))
+    assert refined.pamr == dict(num_iter=3, dilations=(1, 2))
+    assert build(cfg, pamr=dict()).pamr == dict(num_iter=10, dilations=(8, 16))
+    image = torch.randn(1, 3, 96, 128)
+    image_metas = [s.metainfo for s in samples_with_paths(1, (96, 128))]
+    with torch.no_grad():
+        logits = plain.inference(image, image_metas)
+        got = refined.inference(image, image_metas)
+    expected = scoring.apply_background_threshold(
+        scoring.pamr(image, logits, 3, (1, 2)), 0.5, 0)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, logits)
 
 
 def test_terms_are_encoded_once(tiny_segmentor_cfg):

@@ -54,6 +54,42 @@ def test_batch_of_two_and_tta_through_runner(tmp_path):
     assert {'aAcc', 'mIoU'} <= set(tta) and tta != one
 
 
+def predictions(folder: Path) -> dict:
+    """The label maps ``tools/test.py --out`` wrote, by file name."""
+    import numpy as np
+    from PIL import Image
+    files = sorted(folder.rglob('*.png'))
+    assert files, f'no predictions in {folder}'
+    return {f.name: np.asarray(Image.open(f)) for f in files}
+
+
+def test_pamr_from_its_config_and_from_the_command_line(tmp_path):
+    """The PAMR ablation config, and PAMR switched on by --cfg-options in a
+    config without it, predict the same labels, which differ from no PAMR."""
+    config, data, count = ADE
+    runs = {
+        'ablation': ('configs/ablations/oveva_vitb16_ade_4_pamr.py',
+                     ['model.vocabulary=lexicon', 'model.pamr.num_iter=2']),
+        'switched_on': (config, ['model.pamr.num_iter=2']),
+        'off': (config, []),
+    }
+    labels = {}
+    for name, (path, options) in runs.items():
+        evaluate(
+            path,
+            data,
+            tmp_path / name,
+            '--out',
+            tmp_path / f'{name}_out',
+            options=options)
+        labels[name] = predictions(tmp_path / f'{name}_out')
+        assert len(labels[name]) == count
+    for image, on in labels['switched_on'].items():
+        assert (on == labels['ablation'][image]).all()
+    assert any((on != labels['off'][image]).any()
+               for image, on in labels['switched_on'].items())
+
+
 def test_mim_test_with_exported_checkpoint(tmp_path):
     config, data, _ = ADE
     ckpt = tmp_path / 'ov_eva_tiny.pth'

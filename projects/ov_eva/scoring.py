@@ -181,6 +181,58 @@ def fuse(class_scores: Tensor,
         vocab.to(fused), alpha=fusion_lambda)
 
 
+def _shifted(x: Tensor, dilation: int, centre: bool = False) -> list:
+    """Views of ``x`` (..., H, W) moved by each of the 8 neighbour offsets
+    ``(dy, dx)`` in ``{-d, 0, d}^2`` (and the centre if asked): view ``i`` at
+    ``p`` holds ``x(p + offset_i)``, borders replicated."""
+    height, width = x.shape[-2:]
+    d = dilation
+    padded = torch.nn.functional.pad(x, [d] * 4, mode='replicate')
+    return [
+        padded[..., d + dy:d + dy + height, d + dx:d + dx + width]
+        for dy in (-d, 0, d) for dx in (-d, 0, d)
+        if centre or (dy, dx) != (0, 0)
+    ]
+
+
+def pamr(image: Tensor,
+         logits: Tensor,
+         num_iter: int = 10,
+         dilations: Sequence[int] = (8, 16)) -> Tensor:
+    """PAMR, pixel-adaptive mask refinement (Araslanov & Roth, CVPR 2020),
+    as the training-free CLIP segmentors use it (10 steps, dilations 8 and
+    16): each step replaces every pixel's logits by a weighted mean of its
+    neighbours' at the given dilations, weighted by image similarity.
+
+    Affinity of pixel ``p`` to neighbour ``q``: softmax over the neighbours
+    of ``-mean_ch |I(p) - I(q)| / (1e-8 + 0.1 sigma(p))``, where ``sigma``
+    is the per-channel standard deviation of ``I`` over the 3 x 3 grid of
+    each dilation. Borders are replicated.
+
+    Args:
+        image: (B, 3, H, W) guidance image (e.g. the normalised input).
+        logits: (B, K, H, W) scores at the image's resolution.
+
+    Returns:
+        (B, K, H, W) refined logits, in ``logits``'s layout and dtype.
+    """
+    image = image.float()
+    grids = [v for d in dilations for v in _shifted(image, d, centre=True)]
+    sigma = torch.stack(grids, dim=2).std(dim=2)  # (B, 3, H, W)
+    scale = 1e-8 + 0.1 * sigma
+    neighbours = [v for d in dilations for v in _shifted(image, d)]
+    affinity = torch.stack(
+        [-((image - q).abs() / scale).mean(1) for q in neighbours], dim=1)
+    affinity = affinity.softmax(dim=1).to(logits.dtype)  # (B, P, H, W)
+    for _ in range(num_iter):
+        refined = torch.zeros_like(logits)
+        shifted = [v for d in dilations for v in _shifted(logits, d)]
+        for p, neighbour in enumerate(shifted):
+            refined.addcmul_(affinity[:, p:p + 1], neighbour)
+        logits = refined
+    return logits
+
+
 def bilinear_matrix(in_size: int,
                     out_size: int,
                     keep: Optional[int] = None,

@@ -56,6 +56,10 @@ class OVEVASegmentor(EncoderDecoder):
             cache before testing; images it missed are fetched on demand.
         head: config of the refinement head (``OVEVAHead``); None ignores
             the vocabulary (the baseline).
+        pamr: PAMR refinement of the final logits, guided by the image
+            (DESIGN.md step 6; off by default): None, or e.g.
+            ``dict(num_iter=10, dilations=(8, 16))`` as NACLIP uses it.
+            Costs ~3 s per ADE20K-sized image on 2 CPU cores.
         test_cfg: mmseg's ``dict(mode='whole')`` or
             ``dict(mode='slide', crop_size=(224, 224), stride=(112, 112))``.
         train_cfg, pretrained: accepted and ignored, as mmseg's tools (e.g.
@@ -74,6 +78,7 @@ class OVEVASegmentor(EncoderDecoder):
                  text_cache_dir=None,
                  vocabulary: Union[None, str, dict] = None,
                  head: Optional[dict] = dict(type='OVEVAHead'),
+                 pamr: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  train_cfg=None,
@@ -110,6 +115,7 @@ class OVEVASegmentor(EncoderDecoder):
         if self.vocabulary is not None:
             self.vocabulary.bind(self.clip)
         self.head = MODELS.build(head) if head is not None else None
+        self.pamr = self._check_pamr(pamr)
         self._logit_scale = logit_scale
         self.prob_thd, self.bg_idx = prob_thd, bg_idx
         self.align_corners = False
@@ -120,6 +126,28 @@ class OVEVASegmentor(EncoderDecoder):
                                       or isinstance(value, bool) or value < 1):
                 raise ValueError(f'test_cfg.{knob}={value!r}: give a '
                                  'positive whole number')
+
+    @staticmethod
+    def _check_pamr(pamr: Optional[dict]) -> Optional[dict]:
+        if pamr is None:
+            return None
+        cfg = dict(num_iter=10, dilations=(8, 16))
+        if not isinstance(pamr, dict) or set(pamr) - set(cfg):
+            raise ValueError(
+                f'model.pamr={pamr!r}: give None or a dict with keys '
+                'num_iter and dilations, e.g. dict(num_iter=10, '
+                'dilations=(8, 16))')
+        cfg.update(pamr)
+        num_iter, dilations = cfg['num_iter'], cfg['dilations']
+        if isinstance(dilations, int):
+            dilations = (dilations, )
+        if not isinstance(num_iter, int) or isinstance(num_iter, bool) \
+                or num_iter < 1 or not dilations or not all(
+                    isinstance(d, int) and d >= 1 for d in dilations):
+            raise ValueError(
+                f'model.pamr={pamr!r}: num_iter must be a whole number >= 1 '
+                'and dilations whole numbers >= 1, e.g. (8, 16)')
+        return dict(num_iter=num_iter, dilations=tuple(dilations))
 
     @property
     def logit_scale(self) -> float:
@@ -218,11 +246,14 @@ class OVEVASegmentor(EncoderDecoder):
 
     def inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         """Class logits (B, K, H, W): mmseg's whole/slide inference, the
-        vocabulary head per image, then the background threshold."""
+        vocabulary head per image, PAMR if configured, then the background
+        threshold."""
         if not self.uses_vocabulary:
             logits = super().inference(inputs, batch_img_metas)
         else:
             logits = self._vocabulary_inference(inputs, batch_img_metas)
+        if self.pamr is not None:  # guided by the (normalised) input image
+            logits = scoring.pamr(inputs, logits, **self.pamr)
         return scoring.apply_background_threshold(logits, self.prob_thd,
                                                   self.bg_idx)
 
