@@ -228,6 +228,19 @@ def test_low_precision_tower_follows_the_float32_weights():
         assert (encoder(image) * expected).sum(1).max() <= -0.99
 
 
+def test_low_precision_tower_under_inference_mode():
+    # tensors made under inference_mode keep no version counter
+    image = torch.randn(1, 3, 48, 48)
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        made_inside = DenseCLIPEncoder('ov-eva-tiny', autocast='bf16')
+        features = made_inside(image)
+    torch.manual_seed(0)
+    exact = DenseCLIPEncoder('ov-eva-tiny', autocast='fp32')
+    with torch.no_grad():
+        assert (features * exact(image)).sum(1).min() >= 0.99
+
+
 def test_autocast_choice():
     from ov_eva.clip_encoder import autocast_dtype, cpu_has_bf16
     cpu = torch.device('cpu')

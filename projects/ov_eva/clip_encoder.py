@@ -96,6 +96,12 @@ def autocast_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
         else None
 
 
+def _version(tensor: Tensor) -> int:
+    """In-place modification count of ``tensor``; -1 for tensors made under
+    ``torch.inference_mode``, which keep none."""
+    return -1 if tensor.is_inference() else tensor._version
+
+
 def _cached_weights(tag_cfg: dict, cache_dir: Optional[str]) -> Optional[str]:
     """Path of a tag's weights already on disk, or None."""
     if tag_cfg.get('file'):
@@ -258,7 +264,7 @@ class DenseCLIPEncoder(BaseModule):
             return visual
         tensors = list(visual.parameters()) + list(visual.buffers())
         key = (dtype, ) + tuple(
-            (t.device, t.data_ptr(), t._version) for t in tensors)
+            (t.device, t.data_ptr(), _version(t)) for t in tensors)
         if self._cast_tower is None or self._cast_tower[0] != key:
             self._cast_tower = None  # free the stale copy first
             # deepcopy with every tensor replaced by its cast: no transient
