@@ -32,6 +32,7 @@ from mmengine.runner import set_random_seed  # noqa: E402
 from mmseg.apis import inference_model, init_model  # noqa: E402
 
 from ov_eva.clip_encoder import autocast_dtype  # noqa: E402
+from ov_eva.memory import reuse_freed_memory  # noqa: E402
 
 # isort: on
 
@@ -203,6 +204,7 @@ def main():
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, default={})
     args = parser.parse_args()
+    reuse_freed_memory()  # as tools/test.py and demo.py run
     cfg = Config.fromfile(args.config)
     cfg.model.clip.pretrained = None  # random weights: timing only
     cfg.merge_from_dict(args.cfg_options)

@@ -349,7 +349,9 @@ def main(argv=None):
     images, root = find_images(parser, args)  # fast: before heavy imports
 
     import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
+    from ov_eva.memory import reuse_freed_memory
     from ov_eva.vocabulary import FatalVocabularyError
+    reuse_freed_memory()
     classes = read_classes(parser, args)
     device = choose_device(parser, args.device)
     cfg = build_config(parser, args, classes)

@@ -93,7 +93,10 @@ def prepare_cpu_distributed(cfg: Config) -> None:
 
 
 def main():
-    cfg = build_config(parse_args())
+    args = parse_args()
+    from ov_eva.memory import reuse_freed_memory  # ov_eva before mmseg
+    reuse_freed_memory()
+    cfg = build_config(args)
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()
