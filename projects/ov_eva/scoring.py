@@ -233,20 +233,31 @@ def pamr(image: Tensor,
     return logits
 
 
+def bilinear_taps(in_size: int,
+                  out_size: int,
+                  keep: int,
+                  device=None,
+                  dtype=torch.float32) -> Tuple[Tensor, Tensor, Tensor]:
+    """Bilinear resizing along one axis from ``in_size`` to ``out_size``
+    samples (``align_corners=False``, as ``F.interpolate``), first ``keep``
+    outputs: output ``i`` is ``x[low[i]] * (1 - frac[i]) + x[high[i]] *
+    frac[i]``. Returns (low, high, frac)."""
+    src = ((torch.arange(keep, device=device, dtype=dtype) + 0.5) *
+           (in_size / out_size) - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=in_size - 1)
+    high = (low + 1).clamp(max=in_size - 1)
+    return low, high, src - low
+
+
 def bilinear_matrix(in_size: int,
                     out_size: int,
                     keep: Optional[int] = None,
                     device=None) -> Tensor:
-    """(keep, in_size) matrix ``M`` of bilinear resizing along one axis from
-    ``in_size`` to ``out_size`` samples (``align_corners=False``, as
-    ``F.interpolate``), first ``keep`` rows only: ``M @ x`` equals
-    ``F.interpolate(x, out_size)[:keep]`` for a column ``x``."""
+    """(keep, in_size) float64 matrix ``M`` of ``bilinear_taps``: ``M @ x``
+    equals ``F.interpolate(x, out_size)[:keep]`` for a column ``x``."""
     keep = out_size if keep is None else keep
-    src = ((torch.arange(keep, device=device, dtype=torch.float64) + 0.5) *
-           (in_size / out_size) - 0.5).clamp(min=0)
-    low = src.floor().long().clamp(max=in_size - 1)
-    high = (low + 1).clamp(max=in_size - 1)
-    frac = src - low
+    low, high, frac = bilinear_taps(in_size, out_size, keep, device,
+                                    torch.float64)
     rows = torch.arange(keep, device=device)
     matrix = torch.zeros((keep, in_size), device=device, dtype=torch.float64)
     matrix.index_put_((rows, low), 1 - frac, accumulate=True)
@@ -341,11 +352,9 @@ def upsampled_argmax(logits: Tensor,
     logits = logits.float()
     # rows: PyTorch's source index and weight for align_corners=False;
     # columns: F.interpolate itself, on each band of interpolated rows
-    src = ((torch.arange(out_h, device=logits.device, dtype=torch.float32) +
-            0.5) * (height / out_h) - 0.5).clamp(min=0)
-    top_row = src.floor().long().clamp(max=height - 1)
-    bottom_row = (top_row + 1).clamp(max=height - 1)
-    weight = (src - top_row)[None, :, None]
+    top_row, bottom_row, weight = bilinear_taps(height, out_h, out_h,
+                                                logits.device)
+    weight = weight[None, :, None]
     rows = max(1, max_elements // max(num_classes * out_w, 1))
     pred = torch.empty((out_h, out_w), dtype=torch.long, device=logits.device)
     for start in range(0, out_h, rows):
