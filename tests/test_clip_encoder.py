@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 import ov_eva  # noqa: F401  (registers modules, installs compat)
-from ov_eva.clip_encoder import VARIANTS, DenseCLIPEncoder, create_clip_model
+from ov_eva.clip_encoder import (VARIANTS, AxisFit, DenseCLIPEncoder,
+                                 create_clip_model, file_quick_gelu,
+                                 fit_axis)
 
 
 def reference_dense(encoder, image, variant, std=5.0):
@@ -51,8 +53,12 @@ def reference_dense(encoder, image, variant, std=5.0):
             a = torch.softmax(kh @ kh.T / d**0.5 + gauss, -1)
         outs.append(a @ vh)
     out = attn.out_proj(torch.cat(outs, dim=1))
-    if variant == 'sclip':
+    if variant == 'sclip':  # residual, then the block's FFN with residual
         out = x + out
+        mlp = block.mlp
+        hidden = block.ln_2(out) @ mlp.c_fc.weight.T + mlp.c_fc.bias
+        hidden = hidden * torch.sigmoid(1.702 * hidden)  # QuickGELU
+        out = out + hidden @ mlp.c_proj.weight.T + mlp.c_proj.bias
     tokens = visual.ln_post(out[1:]) @ visual.proj
     tokens = F.normalize(tokens, dim=-1)
     return tokens.T.reshape(-1, gh, gw)
@@ -61,7 +67,8 @@ def reference_dense(encoder, image, variant, std=5.0):
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_variant_matches_formula(variant):
     torch.manual_seed(0)
-    encoder = DenseCLIPEncoder('ov-eva-tiny', variant=variant, autocast='fp32')
+    encoder = DenseCLIPEncoder(
+        'ov-eva-tiny', variant=variant, autocast='fp32', quick_gelu=True)
     image = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         got = encoder(image)[0]
@@ -84,30 +91,92 @@ def test_variants_differ():
                 assert not torch.allclose(outs[a], outs[b]), (a, b)
 
 
-def test_positional_embedding_interpolation():
-    encoder = DenseCLIPEncoder('ov-eva-tiny')
+def reference_positional_embedding(pos, height, width, patch=16):
+    """``interpolate_pos_encoding`` as SCLIP, NACLIP and ClearCLIP write it:
+    called only when the token count differs from the native one, bicubic
+    with a scale factor of (grid + 0.1) / native grid."""
+    native = int((pos.shape[0] - 1)**0.5)
+    rows, cols = height // patch, width // patch
+    if rows * cols == native * native:
+        return pos
+    patch_pos = pos[1:].reshape(1, native, native, -1).permute(0, 3, 1, 2)
+    patch_pos = F.interpolate(
+        patch_pos,
+        scale_factor=((rows + 0.1) / native, (cols + 0.1) / native),
+        mode='bicubic',
+        align_corners=False,
+        recompute_scale_factor=False)
+    assert patch_pos.shape[-2:] == (rows, cols)
+    return torch.cat([pos[:1], patch_pos.flatten(2)[0].T])
+
+
+@pytest.mark.parametrize('size', [(224, 224), (448, 448), (336, 448),
+                                  (336, 500), (112, 448), (560, 1008)])
+def test_positional_embedding_as_the_references(size):
+    torch.manual_seed(0)
+    encoder = DenseCLIPEncoder('ov-eva-tiny', patch_fit='truncate')
+    native = encoder.model.visual.positional_embedding
+    grid = (size[0] // 16, size[1] // 16)
+    got = encoder.positional_embedding(grid)
+    torch.testing.assert_close(
+        got, reference_positional_embedding(native.detach(), *size))
+    if grid[0] * grid[1] == 196:  # the references' token-count test
+        assert got is native
+
+
+def test_positional_embedding_by_size():
+    encoder = DenseCLIPEncoder('ov-eva-tiny', pos_resize='size')
     native = encoder.model.visual.positional_embedding
     assert encoder.positional_embedding((14, 14)) is native
     big = encoder.positional_embedding((28, 21))
     assert big.shape == (1 + 28 * 21, native.shape[1])
     torch.testing.assert_close(big[0], native[0])
-    with torch.no_grad():  # a constant grid stays constant when resized
-        native[1:] = 0.5
-    torch.testing.assert_close(
-        encoder.positional_embedding((7, 9))[1:],
-        torch.full((63, native.shape[1]), 0.5))
+    expected = F.interpolate(
+        native[1:].detach().reshape(1, 14, 14, -1).permute(0, 3, 1, 2),
+        size=(28, 21),
+        mode='bicubic',
+        align_corners=False)
+    torch.testing.assert_close(big[1:], expected.flatten(2)[0].T)
+    scaled = DenseCLIPEncoder('ov-eva-tiny').positional_embedding((28, 21))
+    assert not torch.allclose(scaled, big)  # the two rules differ
 
 
-@pytest.mark.parametrize('size,grid', [((448, 448), (28, 28)),
-                                       ((336, 224), (21, 14)),
-                                       ((230, 250), (15, 16)),
-                                       ((8, 8), (1, 1))])
-def test_window_sizes(size, grid):
-    encoder = DenseCLIPEncoder('ov-eva-tiny')
+def test_fit_axis():
+    assert fit_axis(224, 16, 'truncate') == AxisFit(0, 0, 224, 0)
+    assert fit_axis(500, 16, 'truncate') == AxisFit(0, 0, 500, 0)
+    assert fit_axis(500, 16, 'pad_end') == AxisFit(0, 12, 512, 0)
+    assert fit_axis(500, 16, 'pad_centre') == AxisFit(6, 6, 512, 6)
+    assert fit_axis(501, 16, 'pad_centre') == AxisFit(5, 6, 512, 5)
+    assert fit_axis(8, 16, 'truncate') == AxisFit(0, 8, 8, 0)
+
+
+@pytest.mark.parametrize('fit,size,grid', [
+    ('pad_end', (448, 448), (28, 28)),
+    ('pad_end', (230, 250), (15, 16)),
+    ('pad_end', (8, 8), (1, 1)),
+    ('pad_centre', (230, 250), (15, 16)),
+    ('truncate', (336, 224), (21, 14)),
+    ('truncate', (230, 250), (14, 15)),
+    ('truncate', (8, 8), (1, 1)),
+])
+def test_window_sizes(fit, size, grid):
+    encoder = DenseCLIPEncoder('ov-eva-tiny', patch_fit=fit)
     feats = encoder(torch.randn(2, 3, *size))
     assert feats.shape == (2, 32, *grid)
     torch.testing.assert_close(
         feats.norm(dim=1), torch.ones(2, *grid), atol=1e-5, rtol=0)
+
+
+def test_patch_fits_read_the_right_pixels():
+    torch.manual_seed(0)
+    image = torch.randn(1, 3, 230, 250)
+    centre = DenseCLIPEncoder('ov-eva-tiny', patch_fit='pad_centre')
+    padded = F.pad(image, (3, 3, 5, 5))  # 240 x 256: whole patches
+    torch.testing.assert_close(centre(image), centre(padded))
+    truncate = DenseCLIPEncoder('ov-eva-tiny', patch_fit='truncate')
+    truncate.load_state_dict(centre.state_dict())
+    torch.testing.assert_close(
+        truncate(image), centre(image[..., :224, :240]))
 
 
 def test_text_embeddings_normalised():
@@ -129,6 +198,57 @@ def test_local_weights_file(tmp_path):
         torch.testing.assert_close(encoder.model.state_dict()[key], value)
     assert encoder.text_fingerprint() == DenseCLIPEncoder(
         'ov-eva-tiny', pretrained=str(path)).text_fingerprint()
+
+
+def test_quick_gelu_follows_the_weights_file(tmp_path):
+    plain = tmp_path / 'weights.pt'
+    torch.save({'logit_scale': torch.zeros(())}, plain)
+    quick, why = file_quick_gelu('ViT-B-16', str(plain))
+    assert quick and 'OpenAI' in why and 'quick_gelu=False' in why
+    assert file_quick_gelu('ViT-H-14', str(plain))[0] is False
+    assert file_quick_gelu('ov-eva-tiny', str(plain))[0] is False
+    # a file from the hub's cache, or named like a tag's download
+    laion = tmp_path / 'models--laion--CLIP-ViT-B-16-laion2B-s34B-b88K'
+    laion.mkdir()
+    (laion / 'open_clip_model.safetensors').write_bytes(b'')
+    assert file_quick_gelu('ViT-B-16',
+                           str(laion / 'open_clip_model.safetensors')) == (
+                               False, "the download of tag "
+                               "'laion2b_s34b_b88k'")
+    openai = tmp_path / 'ViT-B-16.pt'
+    openai.write_bytes(b'')
+    assert file_quick_gelu('ViT-B-16', str(openai)) == (
+        True, "the download of tag 'openai'")
+    # OpenAI's own downloads are TorchScript archives
+    archive = tmp_path / 'archive.pt'
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), archive)
+    assert file_quick_gelu('ov-eva-tiny', str(archive)) == (
+        True, 'an OpenAI TorchScript archive')
+
+
+def test_openai_layout_file_runs_quick_gelu(tmp_path):
+    """An OpenAI ViT-B/16 state dict given as model.clip.pretrained=FILE
+    builds QuickGELU, and computes what a QuickGELU model computes."""
+    torch.manual_seed(0)
+    source = create_clip_model('ViT-B-16', quick_gelu=True)
+    path = tmp_path / 'ViT-B-16-random.pt'
+    torch.save({k: v.half()
+                for k, v in source.state_dict().items()}, path)
+    encoder = DenseCLIPEncoder(
+        'ViT-B-16', pretrained=str(path), autocast='fp32')
+    activation = encoder.model.visual.transformer.resblocks[0].mlp.gelu
+    assert type(activation).__name__ == 'QuickGELU'
+    text_act = encoder.model.transformer.resblocks[0].mlp.gelu
+    assert type(text_act).__name__ == 'QuickGELU'
+    gelu = DenseCLIPEncoder(
+        'ViT-B-16', pretrained=str(path), quick_gelu=False, autocast='fp32')
+    assert isinstance(gelu.model.visual.transformer.resblocks[0].mlp.gelu,
+                      torch.nn.GELU)
+    tokens = encoder.tokenizer(['a photo of a cat.'])
+    with torch.no_grad():
+        quick_text = encoder.model.encode_text(tokens)
+        gelu_text = gelu.model.encode_text(tokens)
+    assert not torch.allclose(quick_text, gelu_text)
 
 
 def test_fingerprint_follows_weights():

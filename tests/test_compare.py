@@ -14,7 +14,7 @@ SCLIP = 'configs/baselines/sclip_vitb16_ade.py'
 OVEVA = 'configs/oveva_vitb16_ade.py'
 COLUMNS = [
     'config', 'vocabulary source', 'mIoU', 'mAcc', 'aAcc', 's/image*',
-    'MLLM tokens**'
+    'MLLM tokens**', 'published mIoU***', 'mIoU - published'
 ]
 
 
@@ -76,6 +76,21 @@ def test_compare_baselines_and_oveva(tmp_path):
         assert seconds > 0
         assert abs(seconds - metrics['time']) < 1e-3  # batch size 1
         assert row['MLLM tokens**'] == '-'  # no MLLM anywhere
+    # the official code's published numbers beside the baselines' own
+    published = {'naclip_vitb16_ade': ('19.05 [1]', 19.05),
+                 'sclip_vitb16_ade': ('16.45 [2]', 16.45)}
+    for row in rows:
+        if row['config'] in published:
+            cell, number = published[row['config']]
+            assert row['published mIoU***'] == cell
+            assert row['mIoU - published'] == \
+                f"{float(row['mIoU']) - number:+.2f}"
+        else:  # OV-EVA: no published number to hold it against
+            assert row['published mIoU***'] == row['mIoU - published'] == '-'
+    text = (tmp_path / 'table.md').read_text()
+    assert '[1] https://github.com/sinahmr/NACLIP#results' in text
+    assert '[2] https://github.com/wangf3014/SCLIP#results' in text
+    assert 'naclip on ade + vocabulary: no published number' in text
     for i, config in enumerate((NACLIP, SCLIP, OVEVA), 1):
         assert f'[{i}/3] {config}: running' in proc.stdout
         assert re.search(rf'\[{i}/3\] {re.escape(config)}: done in [\d.]+ s',
@@ -86,6 +101,32 @@ def test_compare_baselines_and_oveva(tmp_path):
     assert [r['tokens'] for r in data['rows']] == [None] * 3
     assert data['rows'][2]['mIoU'] == run_metrics(tmp_path,
                                                   'oveva_vitb16_ade')['mIoU']
+
+
+def test_published_number_only_for_the_protocol_as_shipped():
+    import importlib.util
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location('compare_tool',
+                                                  REPO / 'tools/compare.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = Config.fromfile(str(REPO / 'configs/baselines/sclip_vitb16_voc21.py'))
+    cfg.merge_from_dict({'model.clip.name': 'ov-eva-tiny'})
+    assert tool.published_reference(cfg)['published'] == 59.63
+    for change, note in [({'model.logit_scale': 100}, 'model.logit_scale'),
+                         ({'model.pamr': dict(num_iter=2)}, 'model.pamr'),
+                         ({'model.clip.variant': 'naclip'},
+                          'model.clip.variant')]:
+        changed = cfg.copy()
+        changed.merge_from_dict(change)
+        got = tool.published_reference(changed)
+        assert got['published'] is None and note in got['note']
+    assert tool.published_reference(
+        Config.fromfile(str(REPO / OVEVA)))['published'] is None
+    clear = Config.fromfile(
+        str(REPO / 'configs/baselines/clearclip_vitb16_voc21.py'))
+    assert tool.published_reference(clear)['note'] == (
+        'clearclip on voc21: no published number')
 
 
 def test_failing_config_gets_an_error_row_and_the_rest_run(tmp_path):

@@ -25,15 +25,69 @@ def test_class_scores_take_max_over_synonyms():
     torch.testing.assert_close(got[1, :, 0, 2], torch.tensor([1., 5., -3.]))
 
 
-def test_background_threshold():
-    logits = torch.tensor([[0., 0., 0.], [0., 5., 0.]]).T.reshape(1, 3, 1, 2)
-    # pixel 0: uniform (top prob 1/3); pixel 1: class 1 at ~0.99
-    out = scoring.apply_background_threshold(logits, prob_thd=0.5, bg_idx=2)
-    assert out.argmax(1).tolist() == [[[2, 1]]]
-    torch.testing.assert_close(out[..., 1], logits[..., 1])
-    assert scoring.apply_background_threshold(logits, 0.0) is logits
-    low = scoring.apply_background_threshold(logits, prob_thd=0.2)
-    torch.testing.assert_close(low, logits)  # no pixel below 0.2
+def reference_decision(cos, query_class, scale, prob_thd, area_thd=None):
+    """The SCLIP-family decision as their official code writes it: logit
+    scale and softmax over all queries, one-hot masks to take each class's
+    max, SCLIP's area rule on class 0's complement, argmax, threshold."""
+    num_classes, num_queries = int(query_class.max()) + 1, len(query_class)
+    probs = (cos * scale).softmax(0)
+    if num_classes != num_queries:
+        one_hot = torch.nn.functional.one_hot(query_class)
+        one_hot = one_hot.T.view(num_classes, num_queries, 1, 1)
+        probs = (probs[None] * one_hot).max(1)[0]
+    if area_thd is not None:
+        predictions = torch.nn.functional.one_hot(probs.argmax(0),
+                                                  num_classes).to(probs)
+        area = predictions[:, :, 1:].sum((0, 1), keepdim=True)
+        area = (area > area_thd * area.sum()).to(probs)
+        probs[1:] *= area.transpose(0, -1)
+    pred = probs.argmax(0, keepdim=True)
+    pred[probs.max(0, keepdim=True)[0] < prob_thd] = 0
+    return probs, pred[0]
+
+
+@pytest.mark.parametrize('synonyms', [False, True])
+@pytest.mark.parametrize('prob_thd,area_thd', [(0.0, None), (0.1, None),
+                                               (0.5, None), (0.1, 0.1),
+                                               (0.0, 0.3)])
+def test_decision_equals_the_reference_code(synonyms, prob_thd, area_thd):
+    torch.manual_seed(0)
+    query_class = torch.tensor([0, 0, 1, 2, 2, 2, 3] if synonyms else
+                               [0, 1, 2, 3])
+    cos = torch.randn(len(query_class), 30, 40) * 0.05
+    cos[3, :5] += 0.2  # a small region for the area rule
+    probs, want = reference_decision(cos, query_class, 65.0, prob_thd,
+                                     area_thd)
+    scores, got = scoring.decide(cos * 65.0, query_class, 4, prob_thd,
+                                 area_thd)
+    assert torch.equal(got, want)
+    assert scores.shape == (4, 30, 40)
+    assert torch.equal(scores.max(0).indices, got)  # TTA agrees
+    kept = probs > 0
+    kept[0] &= probs.max(0).values >= prob_thd  # else background is raised
+    torch.testing.assert_close(scores[kept].exp(), probs[kept])
+    if area_thd is not None and not bool(kept.all()):
+        assert bool((scores[~kept] == -torch.inf).all())
+
+
+def test_decision_rules_by_hand():
+    # pixel 0: uniform over 3 queries (top prob 1/3); pixel 1: query 1
+    logits = torch.tensor([[0., 0., 0.], [0., 5., 0.]]).T.reshape(3, 1, 2)
+    one_each = torch.arange(3)
+    _, labels = scoring.decide(logits, one_each, 3, prob_thd=0.5, bg_idx=2)
+    assert labels.tolist() == [[2, 1]]
+    _, labels = scoring.decide(logits, one_each, 3, prob_thd=0.2)
+    assert labels.tolist() == [[0, 1]]  # no pixel below 0.2: argmax
+    # two synonyms of class 0 share the softmax: 1/3 each, not 2/3
+    scores, labels = scoring.decide(logits, torch.tensor([0, 0, 1]), 2,
+                                    prob_thd=0.4, bg_idx=1)
+    assert labels.tolist() == [[1, 0]]
+    torch.testing.assert_close(scores[0, 0, 0].exp(), torch.tensor(1 / 3))
+    counts = torch.tensor([100, 5, 50, 45])  # foreground: 100 pixels
+    assert scoring.area_keep(counts, 0.1).tolist() == [True, False, True,
+                                                       True]
+    assert scoring.area_keep(counts, 0.45).tolist() == [True, False, True,
+                                                        False]
 
 
 def test_term_class_similarity_is_max_over_synonyms():
@@ -105,9 +159,13 @@ def test_refinement_empty_mask_unused_terms_and_per_class_softmax():
 
 
 def test_vocabulary_scores_and_fusion():
-    class_scores = torch.stack(
-        [torch.full((2, 2), 1.0),
-         torch.full((2, 2), 2.0)])
+    # queries: two synonyms of class 0, one of class 1
+    query_scores = torch.stack([
+        torch.full((2, 2), 1.0),
+        torch.full((2, 2), 3.0),
+        torch.full((2, 2), 2.0)
+    ])
+    query_class = torch.tensor([0, 0, 1])
     term_scores = torch.stack([
         torch.full((2, 2), 4.0),
         torch.full((2, 2), 8.0),
@@ -119,26 +177,42 @@ def test_vocabulary_scores_and_fusion():
                                                weights)
     assert classes.tolist() == [0]
     torch.testing.assert_close(vocab[0], torch.full((2, 2), 7.0))
-    fused = scoring.fuse(class_scores, classes, vocab, 0.5)
-    assert fused.shape == (1, 2, 2)  # only classes with terms change
+    rows, fused = scoring.fuse(query_scores, query_class, classes, vocab,
+                               0.5)
+    assert rows.tolist() == [0, 1]  # only the queries of class 0 change
     torch.testing.assert_close(fused[0], torch.full((2, 2), 4.0))
+    torch.testing.assert_close(fused[1], torch.full((2, 2), 5.0))
+    # the class score max_s Z_s is (1 - lambda) S_c + lambda V_c
     torch.testing.assert_close(
-        scoring.fuse(class_scores, classes, vocab, 0.0), class_scores[:1])
+        fused.max(0).values, 0.5 * query_scores[:2].max(0).values + 0.5 * 7)
     torch.testing.assert_close(
-        scoring.fuse(class_scores, classes, vocab, 1.0)[0], vocab[0])
+        scoring.fuse(query_scores, query_class, classes, vocab, 0.0)[1],
+        query_scores[:2])
+    torch.testing.assert_close(
+        scoring.fuse(query_scores, query_class, classes, vocab, 1.0)[1],
+        vocab[[0, 0]])
 
 
 def test_head_fuses_only_classes_with_terms():
     from ov_eva.head import OVEVAHead
-    class_scores = torch.randn(3, 4, 4)
+    torch.manual_seed(0)
+    query_scores = torch.randn(4, 4, 4)
+    query_class = torch.tensor([0, 1, 2, 2])
     term_scores = torch.randn(2, 4, 4)
-    original = class_scores.clone()
-    fused, weights = OVEVAHead(fusion_lambda=0.5)(class_scores, term_scores,
+    original = query_scores.clone()
+    fused, weights = OVEVAHead(fusion_lambda=0.5)(query_scores, query_class,
+                                                  term_scores,
                                                   torch.tensor([2, 2]))
-    assert torch.equal(fused[:2], original[:2])  # Z_c = S_c exactly
-    want = 0.5 * original[2] + 0.5 * (weights[:, None, None] *
-                                      term_scores).sum(0)
-    torch.testing.assert_close(fused[2], want)
+    assert fused is query_scores  # in place
+    assert torch.equal(fused[:2], original[:2])  # Z = S exactly
+    vocab = (weights[:, None, None] * term_scores).sum(0)
+    torch.testing.assert_close(fused[2:], 0.5 * original[2:] + 0.5 * vocab)
+    # M_c: the class of each pixel's top query
+    labels = query_class[original.argmax(0)]
+    torch.testing.assert_close(
+        weights,
+        scoring.refinement_weights(term_scores, torch.tensor([2, 2]),
+                                   labels))
 
 
 def test_head_functions_are_device_and_dtype_agnostic():
@@ -150,36 +224,48 @@ def test_head_functions_are_device_and_dtype_agnostic():
         torch.testing.assert_close(w.sum(), torch.tensor(1.0, dtype=dtype))
 
 
-def test_upsampled_argmax_equals_mmseg_resize_then_argmax():
+@pytest.mark.parametrize('area_thd', [None, 0.05])
+def test_upsampled_decision_equals_resize_then_decide(area_thd):
     from mmseg.models.utils import resize
     torch.manual_seed(0)
+    query_class = torch.tensor([0, 0, 1, 2, 3, 3, 4])
     for (h, w), (height, width), band in [((37, 53), (300, 411), 7 * 411),
                                           ((56, 75), (448, 597), 10**6),
                                           ((20, 30), (20, 30), 1),
                                           ((50, 40), (17, 13), 7 * 13 * 4)]:
-        logits = torch.randn(7, h, w)
-        expected = resize(
-            logits[None], size=(height, width), mode='bilinear')[0].argmax(0)
-        got = scoring.upsampled_argmax(logits, (height, width), band)
+        logits = torch.randn(7, h, w) * 3
+        full = resize(logits[None], size=(height, width), mode='bilinear')
+        _, expected = scoring.decide(full[0], query_class, 5, 0.3, area_thd)
+        got = scoring.upsampled_decision(logits, (height, width),
+                                         query_class, 5, 0.3, area_thd,
+                                         max_elements=band)
         assert got.dtype == torch.long
         assert torch.equal(got, expected), (h, w, height, width)
 
 
 def test_bilinear_matrix_is_f_interpolate():
     torch.manual_seed(0)
-    for n_in, n_out, keep in [(14, 224, 224), (14, 224, 200), (5, 3, 3),
-                              (7, 7, 7), (1, 16, 9)]:
+    for n_in, n_out, keep, start in [(14, 224, 224, 0), (14, 224, 200, 0),
+                                     (14, 224, 200, 7), (5, 3, 3, 0),
+                                     (7, 7, 7, 0), (1, 16, 9, 3)]:
         column = torch.randn(n_in, dtype=torch.float64)
         expected = torch.nn.functional.interpolate(
             column[None, None], size=n_out, mode='linear',
-            align_corners=False)[0, 0, :keep]
-        matrix = scoring.bilinear_matrix(n_in, n_out, keep)
+            align_corners=False)[0, 0, start:start + keep]
+        matrix = scoring.bilinear_matrix(n_in, n_out, keep, start=start)
         assert matrix.shape == (keep, n_in)
         torch.testing.assert_close(matrix @ column, expected)
 
 
-def naive_merge(window_logits, y_offsets, x_offsets, window, upsampled, size):
-    """mmseg's slide merge, window by window."""
+def naive_merge(window_logits,
+                y_offsets,
+                x_offsets,
+                window,
+                upsampled,
+                size,
+                crop=(0, 0)):
+    """mmseg's slide merge, window by window; each window's pixels lie at
+    ``crop`` in its upsampled logits (ClearCLIP's centred padding)."""
     rows, cols, batch, channels = window_logits.shape[:4]
     preds = torch.zeros(batch, channels, *size, dtype=window_logits.dtype)
     count = torch.zeros(1, 1, *size, dtype=window_logits.dtype)
@@ -189,34 +275,41 @@ def naive_merge(window_logits, y_offsets, x_offsets, window, upsampled, size):
                 window_logits[r, c],
                 size=upsampled,
                 mode='bilinear',
-                align_corners=False)[..., :window[0], :window[1]]
+                align_corners=False)[..., crop[0]:crop[0] + window[0],
+                                     crop[1]:crop[1] + window[1]]
             preds[..., y:y + window[0], x:x + window[1]] += up
             count[..., y:y + window[0], x:x + window[1]] += 1
     return preds / count
 
 
 @pytest.mark.parametrize(
-    'y_offsets,x_offsets,window,upsampled,size',
+    'y_offsets,x_offsets,window,upsampled,size,crop',
     [
         ([0, 112, 224], [0, 112, 224, 336, 373], (224, 224), (224, 224),
-         (448, 597)),  # an ADE20K image: the last column is shifted
-        ([0], [0, 76], (100, 224), (112, 224), (100, 300)),  # short image
-        ([0, 5, 9], [0], (20, 30), (32, 32), (29, 30)),  # heavy overlap
-        ([0, 40], [0, 40], (40, 40), (48, 48), (80, 80)),  # no overlap
+         (448, 597), (0, 0)),  # an ADE20K image: the last column is shifted
+        ([0], [0, 76], (100, 224), (112, 224), (100, 300),
+         (0, 0)),  # short image, padded at the end
+        ([0], [0, 76], (100, 224), (112, 224), (100, 300),
+         (6, 0)),  # the same, padded around (ClearCLIP)
+        ([0], [0, 76], (100, 224), (100, 224), (100, 300),
+         (0, 0)),  # the same, truncated and stretched (SCLIP, NACLIP)
+        ([0, 5, 9], [0], (20, 30), (32, 32), (29, 30), (6, 1)),  # overlap
+        ([0, 40], [0, 40], (40, 40), (48, 48), (80, 80), (4, 4)),
     ])
 def test_merge_windows_equals_window_by_window(y_offsets, x_offsets, window,
-                                               upsampled, size):
+                                               upsampled, size, crop):
     torch.manual_seed(0)
     grid = (upsampled[0] // 16 or 1, upsampled[1] // 16 or 1)
     logits = torch.randn(
         len(y_offsets), len(x_offsets), 2, 5, *grid, dtype=torch.float64)
     merged = scoring.merge_windows(logits, y_offsets, x_offsets, window,
-                                   upsampled, size)
+                                   upsampled, size, crop)
     assert merged.shape == (2, 5, *size)
     assert merged.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(
         merged,
-        naive_merge(logits, y_offsets, x_offsets, window, upsampled, size))
+        naive_merge(logits, y_offsets, x_offsets, window, upsampled, size,
+                    crop))
 
 
 def pamr_reference(image, logits, num_iter, dilations):

@@ -57,7 +57,7 @@ def test_output_shapes(tiny_segmentor_cfg, test_cfg, size):
     with torch.no_grad():
         logits = model.inference(torch.randn(1, 3, *size), metas(1, size))
         out = model.predict(torch.randn(1, 3, *size), samples(1, (60, 80)))
-    assert logits.shape == (1, 3, *size)
+    assert logits.shape == (1, 4, *size)  # a channel per class synonym
     assert out[0].pred_sem_seg.shape == (60, 80)  # resized to ori_shape
     assert out[0].seg_logits.data.shape == (3, 60, 80)
     assert int(out[0].pred_sem_seg.data.max()) < 3
@@ -74,15 +74,23 @@ def test_slide_differs_from_whole(tiny_segmentor_cfg):
     assert not torch.allclose(whole, slide)
 
 
-def test_synonyms_score_as_max(tiny_segmentor_cfg):
+def test_every_synonym_is_a_query(tiny_segmentor_cfg):
+    """Each synonym keeps its own score map to the end; a class's
+    probability is the max over its synonyms of the softmax over all."""
     model = build(tiny_segmentor_cfg)
     image = torch.randn(1, 3, 16, 16)  # one patch: upsampling is constant
     with torch.no_grad():
         logits = model.encode_decode(image, None)
         feats = model.extract_feat(image)[0, :, 0, 0]
-        wall = model.text_bank.embed(['wall', 'brick wall'])
-    want = model.logit_scale * (wall @ feats).max()
-    torch.testing.assert_close(logits[0, 1], torch.full((16, 16), want))
+        texts = model.text_bank.embed(['sky', 'wall', 'brick wall', 'cat'])
+        out = model.predict(image, samples(1, (16, 16)))[0]
+    want = model.logit_scale * (texts @ feats)
+    torch.testing.assert_close(logits[0, :, 0, 0], want)
+    probs = want.softmax(0)
+    class_probs = torch.stack([probs[0], probs[1:3].max(), probs[3]])
+    torch.testing.assert_close(out.seg_logits.data[:, 0, 0].exp(),
+                               class_probs)
+    assert int(out.pred_sem_seg.data[0, 0, 0]) == int(class_probs.argmax())
 
 
 def test_prob_thd_hands_low_confidence_to_background(tiny_segmentor_cfg):
@@ -112,7 +120,7 @@ def test_outputs_feed_iou_metric(tiny_segmentor_cfg):
 def test_tensor_mode_and_no_training(tiny_segmentor_cfg):
     model = build(tiny_segmentor_cfg)
     out = model(torch.randn(1, 3, 32, 32), mode='tensor')
-    assert out.shape == (1, 3, 32, 32)
+    assert out.shape == (1, 4, 32, 32)
     with pytest.raises(NotImplementedError, match='training-free'):
         model.loss(torch.randn(1, 3, 32, 32), samples(1, (32, 32)))
 
@@ -134,6 +142,10 @@ def test_tensor_mode_and_no_training(tiny_segmentor_cfg):
     (dict(pamr=dict(num_iter=0)), ValueError, 'num_iter must be'),
     (dict(pamr=dict(dilations=(8, 0))), ValueError, 'dilations whole'),
     (dict(pamr=True), ValueError, 'give None or a dict'),
+    (dict(area_thd=1.5), ValueError, 'model.area_thd=1.5'),
+    (dict(classes=dict(path='voc21')), ValueError, 'keys file and verbatim'),
+    (dict(clip=dict(name='ov-eva-tiny', patch_fit='crop')), ValueError,
+     'unknown clip.patch_fit'),
 ])
 def test_build_errors(tiny_segmentor_cfg, overrides, error, match):
     with pytest.raises(error, match=match):
@@ -246,25 +258,32 @@ def test_batch_of_images_with_their_own_vocabularies(tiny_segmentor_cfg,
             assert sum(r['weight'] for r in single.ov_eva_vocabulary) > 0
 
 
-def test_pamr_refines_the_final_logits(tiny_segmentor_cfg):
-    """PAMR runs on the fused logits, before the background threshold,
-    guided by the input image."""
+def test_pamr_refines_at_the_original_size(tiny_segmentor_cfg):
+    """As NACLIP: the (fused) query logits and the normalised input are
+    resized to the original image, PAMR runs there, then the decision."""
+    from mmseg.models.utils import resize
+
     from ov_eva import scoring
     cfg = dict(
-        tiny_segmentor_cfg, test_cfg=SLIDE, vocabulary=STATIC, prob_thd=0.5)
-    plain = build(cfg, prob_thd=0.0)
+        tiny_segmentor_cfg, test_cfg=SLIDE, vocabulary=STATIC, prob_thd=0.3)
+    plain = build(cfg)
     refined = build(cfg, pamr=dict(num_iter=3, dilations=[1, 2]))
     assert refined.pamr == dict(num_iter=3, dilations=(1, 2))
     assert build(cfg, pamr=dict()).pamr == dict(num_iter=10, dilations=(8, 16))
     image = torch.randn(1, 3, 96, 128)
-    image_metas = [s.metainfo for s in samples_with_paths(1, (96, 128))]
     with torch.no_grad():
-        logits = plain.inference(image, image_metas)
-        got = refined.inference(image, image_metas)
-    expected = scoring.apply_background_threshold(
-        scoring.pamr(image, logits, 3, (1, 2)), 0.5, 0)
-    torch.testing.assert_close(got, expected)
-    assert not torch.allclose(got, logits)
+        logits = plain.inference(
+            image, [s.metainfo for s in samples_with_paths(1, (96, 128))])
+        got = refined.predict(image, samples_with_paths(1, (120, 150)))[0]
+        unrefined = plain.predict(image, samples_with_paths(1, (120, 150)))[0]
+    ori = (120, 150)
+    expected = scoring.pamr(
+        resize(image, ori, mode='bilinear', align_corners=False),
+        resize(logits, ori, mode='bilinear', align_corners=False), 3, (1, 2))
+    scores, labels = scoring.decide(expected[0], plain.query_class, 3, 0.3)
+    torch.testing.assert_close(got.seg_logits.data, scores)
+    assert torch.equal(got.pred_sem_seg.data[0], labels)
+    assert not torch.equal(got.pred_sem_seg.data, unrefined.pred_sem_seg.data)
 
 
 def test_terms_are_encoded_once(tiny_segmentor_cfg):
@@ -289,31 +308,45 @@ def test_head_off_is_the_baseline(tiny_segmentor_cfg):
     assert torch.equal(a[0].seg_logits.data, b[0].seg_logits.data)
 
 
+@pytest.mark.parametrize('fit', ['pad_end', 'pad_centre', 'truncate'])
 @pytest.mark.parametrize('size,batch_windows',
                          [((300, 410), 8), ((300, 410), 1), ((150, 500), 3),
-                          ((100, 120), 8)])
+                          ((100, 120), 8), ((230, 250), 4)])
 def test_batched_slide_equals_mmseg_slide(tiny_segmentor_cfg, size,
-                                          batch_windows):
+                                          batch_windows, fit):
+    """Windows that are not whole patches (the image smaller than the
+    crop) go through the encoder's patch fit in both."""
     from mmseg.models.segmentors import EncoderDecoder
     model = build(
-        tiny_segmentor_cfg, test_cfg=dict(SLIDE, batch_windows=batch_windows))
+        tiny_segmentor_cfg,
+        clip=dict(tiny_segmentor_cfg['clip'], patch_fit=fit),
+        test_cfg=dict(
+            mode='slide',
+            crop_size=(232, 232),
+            stride=(112, 112),
+            batch_windows=batch_windows))
     images = torch.randn(2, 3, *size)
     with torch.no_grad():
         ours = model.slide_inference(images, metas(2, size))
+        model.out_channels = len(model.queries)  # mmseg sizes its buffer so
         mmseg = EncoderDecoder.slide_inference(model, images, metas(2, size))
     torch.testing.assert_close(ours, mmseg, atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize('flip', [None, 'horizontal', 'vertical'])
 def test_huge_outputs_are_post_processed_in_bands(tiny_segmentor_cfg, flip):
-    # a limit below K x H x W takes the path a 6000 x 8000 photo takes
+    # a limit below Q x H x W takes the path a 6000 x 8000 photo takes
     from mmseg.models.segmentors import BaseSegmentor
-    model = build(tiny_segmentor_cfg)
+
+    from ov_eva import scoring
+    model = build(tiny_segmentor_cfg, prob_thd=0.3, area_thd=0.05)
     banded = build(
         tiny_segmentor_cfg,
+        prob_thd=0.3,
+        area_thd=0.05,
         test_cfg=dict(mode='whole', max_output_logits=1000))
     torch.manual_seed(1)
-    logits = torch.randn(2, model.num_classes, 40, 50)
+    logits = torch.randn(2, len(model.queries), 40, 50) * 2
     expected, got = samples(2, (150, 170)), samples(2, (150, 170))
     normal = samples(2, (150, 170))
     for sample in expected + got + normal:  # padded bottom and right
@@ -322,14 +355,17 @@ def test_huge_outputs_are_post_processed_in_bands(tiny_segmentor_cfg, flip):
                 padding_size=[0, 6, 0, 4],
                 flip=flip is not None,
                 flip_direction=flip))
-    # mmseg's own post-processing is the reference of both paths
+    # mmseg's own post-processing (unpad, unflip, resize), then the decision
+    # is the reference of both paths
     BaseSegmentor.postprocess_result(model, logits.clone(), expected)
     model.postprocess_result(logits.clone(), normal)
     banded.postprocess_result(logits.clone(), got)
     for ref, ours, out in zip(expected, normal, got):
-        assert torch.equal(ours.pred_sem_seg.data, ref.pred_sem_seg.data)
-        torch.testing.assert_close(ours.seg_logits.data, ref.seg_logits.data)
-        assert torch.equal(out.pred_sem_seg.data, ref.pred_sem_seg.data)
+        scores, labels = scoring.decide(ref.seg_logits.data,
+                                        model.query_class, 3, 0.3, 0.05)
+        assert torch.equal(ours.pred_sem_seg.data[0], labels)
+        torch.testing.assert_close(ours.seg_logits.data, scores)
+        assert torch.equal(out.pred_sem_seg.data[0], labels)
         # logits stay at the working resolution, unpadded
         assert out.seg_logits.data.shape == (model.num_classes, 36, 44)
-        assert ref.seg_logits.data.shape == (model.num_classes, 150, 170)
+        assert ours.seg_logits.data.shape == (model.num_classes, 150, 170)

@@ -64,14 +64,15 @@ def predictions(folder: Path) -> dict:
 
 
 def test_pamr_from_its_config_and_from_the_command_line(tmp_path):
-    """The PAMR ablation config, and PAMR switched on by --cfg-options in a
-    config without it, predict the same labels, which differ from no PAMR."""
+    """The no-PAMR ablation config, and PAMR switched off by --cfg-options
+    in a config with it (NACLIP's protocol), predict the same labels, which
+    differ from PAMR on."""
     config, data, count = ADE
     runs = {
-        'ablation': ('configs/ablations/oveva_vitb16_ade_4_pamr.py',
-                     ['model.vocabulary=lexicon', 'model.pamr.num_iter=2']),
-        'switched_on': (config, ['model.pamr.num_iter=2']),
-        'off': (config, []),
+        'ablation': ('configs/ablations/oveva_vitb16_ade_4_no_pamr.py',
+                     ['model.vocabulary=lexicon']),
+        'switched_off': (config, ['model.pamr=None']),
+        'on': (config, ['model.pamr.num_iter=2']),
     }
     labels = {}
     for name, (path, options) in runs.items():
@@ -84,10 +85,10 @@ def test_pamr_from_its_config_and_from_the_command_line(tmp_path):
             options=options)
         labels[name] = predictions(tmp_path / f'{name}_out')
         assert len(labels[name]) == count
-    for image, on in labels['switched_on'].items():
-        assert (on == labels['ablation'][image]).all()
-    assert any((on != labels['off'][image]).any()
-               for image, on in labels['switched_on'].items())
+    for image, off in labels['switched_off'].items():
+        assert (off == labels['ablation'][image]).all()
+    assert any((off != labels['on'][image]).any()
+               for image, off in labels['switched_off'].items())
 
 
 def test_mim_test_with_exported_checkpoint(tmp_path):

@@ -262,7 +262,7 @@ def main():
     # the whole image against the matmul rate of the stage doing most work
     rates['whole image'] = rate[image_dtype]
     start = time.perf_counter()
-    ours.synonym_embeddings(), base.synonym_embeddings()
+    ours.query_embeddings(), base.query_embeddings()
     print(f'class text embeddings (once; cached on disk afterwards): '
           f'{time.perf_counter() - start:.1f} s')
 

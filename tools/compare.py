@@ -1,5 +1,7 @@
 """Compare configs on the same dataset: one markdown table of mIoU, mAcc,
-aAcc, seconds per image and MLLM tokens.
+aAcc, seconds per image and MLLM tokens, and for the baseline configs on
+their official protocol (``configs/baselines/*``) the published mIoU with
+its source and the difference.
 
 Each config runs through ``tools/test.py`` (the real Runner) in a fresh
 process, one after another, with the same ``--cfg-options`` (e.g. a
@@ -51,7 +53,7 @@ PREFETCH_LINE = re.compile(
 EXCEPTION_LINE = re.compile(r'^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b')
 RANK_PREFIX = re.compile(r'^\[rank\d+\]:\s*')  # torch's on distributed runs
 COLUMNS = ('config', 'vocabulary source', 'mIoU', 'mAcc', 'aAcc', 's/image*',
-           'MLLM tokens**')
+           'MLLM tokens**', 'published mIoU***', 'mIoU - published')
 METRICS = ('mIoU', 'mAcc', 'aAcc')
 
 
@@ -128,6 +130,51 @@ def is_mllm(cfg: Config) -> bool:
     return isinstance(cls, type) and issubclass(cls, MLLMVocabulary)
 
 
+def flatten(tree, prefix='') -> Dict[str, object]:
+    """Nested dicts as ``{'a.b.c': leaf}``."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f'{prefix}.{key}' if prefix else key))
+    return out
+
+
+def published_reference(cfg: Config) -> Dict:
+    """The published mIoU of the official protocol a config runs
+    (``cfg.protocol``, a row of configs/_base_/protocols.py) and its source;
+    ``note`` says why there is none: no protocol, a vocabulary (the number
+    is the plain baseline's), or a protocol setting changed (by the config
+    or ``--cfg-options``)."""
+    protocol = cfg.get('protocol')
+    if not protocol:
+        return dict(published=None, published_source=None, note='')
+    model = cfg.get('model', {})
+    if model.get('type') == 'SegTTAModel':
+        model = model.get('module', {})
+    name = f"{protocol['method']} on {protocol['dataset']}"
+    if vocabulary_config(model.get('vocabulary')) is not None:
+        return dict(
+            published=None,
+            published_source=None,
+            note=f'{name} + vocabulary: no published number')
+    have = flatten(dict(model))
+    changed = sorted(
+        key for key, value in flatten(dict(protocol['model'])).items()
+        if not key.endswith('_delete_') and (key not in have
+                                             or have[key] != value))
+    if changed:
+        return dict(
+            published=None,
+            published_source=None,
+            note=f'{name} with changed model.{", model.".join(changed)}')
+    return dict(
+        published=protocol.get('published'),
+        published_source=protocol.get('published_source'),
+        note='' if protocol.get('published') is not None else
+        f'{name}: no published number')
+
+
 def work_dirs(configs: List[str], root: Path) -> List[Path]:
     """``<root>/<stem>``, made unique when two configs share a stem."""
     out, seen = [], set()
@@ -200,12 +247,16 @@ def run_one(config: str, work_dir: Path, options: List[str], launcher: str,
         error=None,
         duration_s=None,
         work_dir=str(work_dir),
-        metrics_file=None)
+        metrics_file=None,
+        published=None,
+        published_source=None,
+        note='')
     start = time.monotonic()
     try:
         cfg = Config.fromfile(config, import_custom_modules=False)
         cfg.merge_from_dict(parse_options(options))
         row['source'] = describe_source(cfg)
+        row.update(published_reference(cfg))
         mllm = is_mllm(cfg)
         batch_size = int(cfg.test_dataloader.get('batch_size', 1) or 1)
     except Exception as error:  # unreadable config: no run at all
@@ -267,30 +318,53 @@ def format_seconds(value: float) -> str:
     return f'{value:.3f}' if value >= 0.001 else f'{value:.1e}'
 
 
+def sources(rows: List[Dict]) -> List[str]:
+    """The distinct sources of the published numbers, in order."""
+    return list(
+        dict.fromkeys(row['published_source'] for row in rows
+                      if row['published_source']))
+
+
 def table_rows(rows: List[Dict]) -> List[List[str]]:
     out = []
+    numbers = sources(rows)
     for row in rows:
+        published, delta = '-', '-'
+        if row['published'] is not None:
+            number = numbers.index(row['published_source']) + 1
+            published = f"{row['published']:.2f} [{number}]"
+            if row['mIoU'] is not None:
+                delta = f"{row['mIoU'] - row['published']:+.2f}"
         if row['error'] is not None:
             error = row['error']
             if len(error) > 300:
                 error = error[:297] + '...'
             out.append([
                 row['config'], row['source'], f'failed: {error}', '', '', '',
-                ''
+                '', published, delta
             ])
             continue
         out.append([
             row['config'], row['source'],
             *(f'{row[key]:.2f}' for key in METRICS),
             format_seconds(row['seconds_per_image']),
-            '-' if row['tokens'] is None else str(row['tokens'])
+            '-' if row['tokens'] is None else str(row['tokens']), published,
+            delta
         ])
     return out
 
 
-def footnote(world_size: int) -> str:
+def footnote(world_size: int, rows: List[Dict] = ()) -> str:
     per = 'batch size' if world_size == 1 else (
         f'(batch size x {world_size} processes)')
+    published = (
+        '\n\n\\*\\*\\* Published mIoU of the official code on the '
+        'same protocol (configs/_base_/protocols.py), for baseline configs '
+        'run as shipped; `-` otherwise.' + ''.join(
+            f'\n[{i}] {source}'
+            for i, source in enumerate(sources(rows), 1)) + ''.join(
+                f"\n{row['config']}: {row['note']}" for row in rows
+                if row['note']))
     return (
         '\\* Seconds per image: mmengine\'s mean test iteration time (`time` '
         'in the run\'s metrics JSON, timed by `IterTimerHook`: data loading, '
@@ -301,19 +375,19 @@ def footnote(world_size: int) -> str:
         'runs of few images).\n\n'
         '\\*\\* MLLM tokens: prompt + completion tokens this run spent, from '
         'the vocabulary prefetch summary in its log (cache hits cost none); '
-        '`-` when the config has no MLLM vocabulary source.')
+        '`-` when the config has no MLLM vocabulary source.' + published)
 
 
 def markdown(rows: List[Dict], world_size: int, options: List[str]) -> str:
     lines = [
         '| ' + ' | '.join(COLUMNS) + ' |',
-        '|' + '|'.join(['---', '---'] + ['---:'] * 5) + '|'
+        '|' + '|'.join(['---', '---'] + ['---:'] * 7) + '|'
     ]
     lines += [
         '| ' + ' | '.join(cell(c) for c in cells) + ' |'
         for cells in table_rows(rows)
     ]
-    lines += ['', footnote(world_size)]
+    lines += ['', footnote(world_size, rows)]
     if options:
         lines += [
             '',
@@ -369,7 +443,7 @@ def main():
                     columns=list(COLUMNS),
                     table=table_rows(rows),
                     rows=rows,
-                    footnote=footnote(world_size),
+                    footnote=footnote(world_size, rows),
                     cfg_options=args.cfg_options,
                     launcher=args.launcher,
                     world_size=world_size),

@@ -1,8 +1,16 @@
-# Training-free baseline: the sclip last block, class names only (no
-# vocabulary). Other benchmarks: swap the dataset base, or run any OV-EVA
-# config with --cfg-options model.vocabulary=none model.clip.variant=sclip
+# SCLIP on ADE20K-150, CLIP ViT-B/16, on its official
+# protocol: row protocol.sclip.ade of ../_base_/protocols.py, which
+# names its source. Given the same weights (e.g. --cfg-options
+# model.clip.pretrained=/path/ViT-B-16.pt) it predicts the official code's
+# labels.
 _base_ = [
     '../_base_/models/ov_eva_vitb16.py', '../_base_/datasets/ade20k.py',
-    '../_base_/default_runtime.py'
+    '../_base_/default_runtime.py', '../_base_/protocols.py'
 ]
-model = dict(classes='ade20k', clip=dict(variant='sclip'))
+protocol = dict(_delete_=True, **_base_.protocol.sclip.ade)
+model = protocol['model']
+test_pipeline = [
+    protocol['resize'] if step.type == 'Resize' else step
+    for step in _base_.test_pipeline
+]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

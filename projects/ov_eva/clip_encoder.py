@@ -10,7 +10,7 @@ import copy
 import math
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import open_clip
 import torch
@@ -24,6 +24,10 @@ from .hub import hub_offline, hub_reachable
 
 VARIANTS = ('vanilla', 'sclip', 'clearclip', 'naclip')
 AUTOCAST = ('auto', 'bf16', 'fp16', 'fp32')
+# how an input whose side is not a multiple of the patch meets the patches
+PATCH_FITS = ('pad_end', 'pad_centre', 'truncate')
+# how the positional embedding is resized to another grid
+POS_RESIZES = ('scale_factor', 'size')
 TINY_MODEL = 'ov-eva-tiny'
 open_clip.add_model_config(
     Path(__file__).parent / 'model_configs' / f'{TINY_MODEL}.json')
@@ -40,6 +44,30 @@ def neighbourhood_bias(grid: Tuple[int, int], std: float) -> Tensor:
     pos = torch.stack([ys.flatten(), xs.flatten()], dim=1)
     gauss = torch.exp(-torch.cdist(pos, pos).pow(2) / (2 * std**2))
     return F.pad(gauss, (1, 0, 1, 0))
+
+
+class AxisFit(NamedTuple):
+    """How one side of ``size`` pixels meets patches of ``patch`` pixels:
+    the input is padded by ``pad_before`` / ``pad_after`` zeros, the
+    patch-grid logits are resized to ``upsampled`` pixels, and the input's
+    pixels start at ``offset`` in them."""
+    pad_before: int
+    pad_after: int
+    upsampled: int
+    offset: int
+
+
+def fit_axis(size: int, patch: int, mode: str) -> AxisFit:
+    """``pad_end``: zeros after the last pixel up to whole patches, logits
+    cropped back from the start; ``pad_centre``: the zeros split around the
+    input (ClearCLIP); ``truncate``: the patch convolution drops the last
+    ``size % patch`` pixels and the logits are stretched over all ``size``
+    pixels (SCLIP, NACLIP)."""
+    if mode == 'truncate':  # below one patch there is nothing to drop
+        return AxisFit(0, max(patch - size, 0), size, 0)
+    missing = -size % patch
+    before = missing // 2 if mode == 'pad_centre' else 0
+    return AxisFit(before, missing - before, size + missing, before)
 
 
 def variant_attention(q: Tensor,
@@ -126,13 +154,56 @@ def _cached_weights(tag_cfg: dict, cache_dir: Optional[str]) -> Optional[str]:
     return None
 
 
+def _is_torchscript(path: str) -> bool:
+    """OpenAI's own downloads (``ViT-B-16.pt``) are TorchScript archives:
+    zip files with a ``code/`` folder."""
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any('/code/' in name for name in archive.namelist())
+
+
+def file_quick_gelu(name: str, path: str) -> Tuple[bool, str]:
+    """Whether a local weights file for open_clip model ``name`` was trained
+    with QuickGELU (OpenAI's activation; open_clip's configs default to
+    GELU), and why. The state dict does not say, so: the download of a known
+    tag (open_clip's or the hub's cache layout) takes that tag's setting; a
+    TorchScript archive is OpenAI's; a plain state dict for an architecture
+    that OpenAI released (an ``openai`` tag exists) is taken as OpenAI's."""
+    if (open_clip.get_model_config(name) or {}).get('quick_gelu'):
+        return True, f'model {name!r} is built with QuickGELU'
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    resolved = os.path.realpath(path)
+    for tag in tags:
+        cfg = open_clip.get_pretrained_cfg(name, tag)
+        hub = cfg.get('hf_hub', '').strip('/')
+        url = cfg.get('url', '')
+        if (hub and f"models--{hub.split('/')[0]}--{hub.split('/')[-1]}"
+                in resolved) or (url and os.path.basename(url)
+                                 == os.path.basename(path)):
+            return bool(cfg.get('quick_gelu', False)), \
+                f'the download of tag {tag!r}'
+    if _is_torchscript(path):
+        return True, 'an OpenAI TorchScript archive'
+    if 'openai' in tags:
+        return True, (f'{name!r} weights in a state dict are taken as '
+                      "OpenAI's; set model.clip.quick_gelu=False for "
+                      'weights trained with GELU (e.g. LAION, DataComp)')
+    return False, f"open_clip's {name!r} default"
+
+
 def create_clip_model(name: str,
                       pretrained: Optional[str] = None,
-                      cache_dir: Optional[str] = None) -> torch.nn.Module:
+                      cache_dir: Optional[str] = None,
+                      quick_gelu: Optional[bool] = None) -> torch.nn.Module:
     """``open_clip.create_model`` that fails fast and clearly offline.
 
     ``pretrained`` is an open_clip tag (weights downloaded once into
     ``cache_dir``), a local weights file, or None for random weights.
+    ``quick_gelu`` is the MLP activation the weights were trained with:
+    None follows the tag, or for a file ``file_quick_gelu``; OpenAI's
+    weights need QuickGELU, and GELU changes every feature.
     """
     if name not in open_clip.list_models() and ':' not in name:
         raise ValueError(
@@ -145,15 +216,23 @@ def create_clip_model(name: str,
             logger='current')
     elif os.path.isfile(os.path.expanduser(pretrained)):
         pretrained = os.path.expanduser(pretrained)
+        if quick_gelu is None:
+            quick_gelu, why = file_quick_gelu(name, pretrained)
+            print_log(
+                f'CLIP weights file {pretrained}: '
+                f"{'QuickGELU' if quick_gelu else 'GELU'} ({why})",
+                logger='current')
     else:
         tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
         if not tag_cfg:
             tags = open_clip.list_pretrained_tags_by_model(name)
             raise FileNotFoundError(
                 f'clip.pretrained={pretrained!r} for model {name!r} is '
-                f'neither a file nor a known tag (tags: {tags}); give an '
-                'open_clip tag or the path of a local weights file')
-        kwargs['force_quick_gelu'] = bool(tag_cfg.get('quick_gelu', False))
+                'neither a file nor a known tag (tags: '
+                f'{tags}); give an open_clip tag or the path of a local '
+                'weights file')
+        if quick_gelu is None:
+            quick_gelu = bool(tag_cfg.get('quick_gelu', False))
         local = _cached_weights(tag_cfg, cache_dir)
         if local is not None:
             pretrained = local
@@ -166,7 +245,11 @@ def create_clip_model(name: str,
                 f"pretrained='{pretrained}')\") and copy the cache "
                 '(~/.cache/huggingface), or set model.clip.pretrained to a '
                 'local weights file (e.g. open_clip_pytorch_model.bin).')
-    return open_clip.create_model(name, pretrained=pretrained, **kwargs)
+    return open_clip.create_model(
+        name,
+        pretrained=pretrained,
+        force_quick_gelu=bool(quick_gelu),
+        **kwargs)
 
 
 @MODELS.register_module()
@@ -178,6 +261,14 @@ class DenseCLIPEncoder(BaseModule):
         pretrained: open_clip tag, local weights file, or None (random).
         variant: last-block variant, one of ``VARIANTS``.
         gaussian_std: NACLIP's neighbourhood standard deviation, in patches.
+        quick_gelu: the MLP activation the weights were trained with; None
+            follows the tag or the file (see ``file_quick_gelu``).
+        patch_fit: how inputs whose sides are not whole patches meet the
+            patch grid, one of ``PATCH_FITS`` (see ``fit_axis``).
+        pos_resize: how the positional embedding is resized for other grids:
+            ``'scale_factor'`` bicubic by ``(g + 0.1) / g0`` as SCLIP, NACLIP
+            and ClearCLIP do (DINO's rule), or ``'size'`` bicubic to the
+            grid.
         autocast: precision of the image tower: ``'auto'`` (bf16/fp16 where
             the hardware runs it natively), ``'bf16'``, ``'fp16'`` or
             ``'fp32'``. Below float32 the tower runs on a copy of its weights
@@ -192,19 +283,24 @@ class DenseCLIPEncoder(BaseModule):
                  variant: str = 'naclip',
                  gaussian_std: float = 5.0,
                  autocast: str = 'auto',
+                 quick_gelu: Optional[bool] = None,
+                 patch_fit: str = 'pad_end',
+                 pos_resize: str = 'scale_factor',
                  cache_dir: Optional[str] = None,
                  init_cfg=None):
         super().__init__(init_cfg)
-        if variant not in VARIANTS:
-            raise ValueError(f'unknown clip.variant {variant!r}; '
-                             f'use one of {VARIANTS}')
-        if autocast not in AUTOCAST:
-            raise ValueError(f'unknown clip.autocast {autocast!r}; '
-                             f'use one of {AUTOCAST}')
+        for knob, value, choices in (('variant', variant, VARIANTS),
+                                     ('autocast', autocast, AUTOCAST),
+                                     ('patch_fit', patch_fit, PATCH_FITS),
+                                     ('pos_resize', pos_resize, POS_RESIZES)):
+            if value not in choices:
+                raise ValueError(f'unknown clip.{knob} {value!r}; '
+                                 f'use one of {choices}')
         self.autocast = autocast
         self.name, self.pretrained = name, pretrained
         self.variant, self.gaussian_std = variant, gaussian_std
-        self.model = create_clip_model(name, pretrained, cache_dir)
+        self.patch_fit, self.pos_resize = patch_fit, pos_resize
+        self.model = create_clip_model(name, pretrained, cache_dir, quick_gelu)
         # eval mode; parameters keep requires_grad so that mmengine can wrap
         # the segmentor in DistributedDataParallel (it refuses a frozen one)
         self.model.eval()
@@ -223,7 +319,7 @@ class DenseCLIPEncoder(BaseModule):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.exp())
+        return float(self.model.logit_scale.detach().exp())
 
     def positional_embedding(
             self,
@@ -231,23 +327,43 @@ class DenseCLIPEncoder(BaseModule):
             visual: Optional[torch.nn.Module] = None) -> Tensor:
         """The image tower's positional embedding resized to a ``grid`` of
         patches, so windows other than the native size (336, 448 on a 224
-        model) keep their spatial layout."""
+        model) keep their spatial layout (``pos_resize``)."""
         visual = self.model.visual if visual is None else visual
         pos = visual.positional_embedding
-        native = visual.grid_size
-        if tuple(grid) == tuple(native):
+        native = tuple(visual.grid_size)
+        # as the references: any grid with the native token count keeps the
+        # native embedding (their test is on the token count alone)
+        if tuple(grid) == native or (self.pos_resize == 'scale_factor'
+                                     and grid[0] * grid[1]
+                                     == native[0] * native[1]):
             return pos
         cls_pos, patch_pos = pos[:1], pos[1:]
         patch_pos = patch_pos.reshape(1, *native, -1).permute(0, 3, 1, 2)
+        if self.pos_resize == 'scale_factor':
+            # (g + 0.1) / g0: the output has g rows, and the sampling
+            # positions follow the scale factor, not g / g0
+            resize = dict(
+                scale_factor=tuple((g + 0.1) / n
+                                   for g, n in zip(grid, native)))
+        else:
+            resize = dict(size=tuple(grid))
         patch_pos = F.interpolate(
-            patch_pos.float(), size=grid, mode='bicubic',
-            align_corners=False).to(pos.dtype)
+            patch_pos.float(), mode='bicubic', align_corners=False,
+            **resize).to(pos.dtype)
         return torch.cat([cls_pos, patch_pos.flatten(2).squeeze(0).T])
 
+    def fit(self, height: int, width: int) -> Tuple[AxisFit, AxisFit]:
+        """How an input of ``height`` x ``width`` meets the patch grid
+        (``patch_fit``): per axis, its padding and how the patch-grid logits
+        map back onto its pixels."""
+        ph, pw = self.patch_size
+        return (fit_axis(height, ph, self.patch_fit),
+                fit_axis(width, pw, self.patch_fit))
+
     def forward(self, images: Tensor) -> Tensor:
-        """(B, 3, H, W) normalised images -> (B, D, ceil(H/p), ceil(W/p))
-        L2-normalised float32 patch embeddings; images are zero-padded to a
-        multiple of the patch size."""
+        """(B, 3, H, W) normalised images -> (B, D, h, w) L2-normalised
+        float32 patch embeddings; sides that are not whole patches are
+        padded with zeros or truncated by ``patch_fit`` (see ``fit``)."""
         dtype = autocast_dtype(self.autocast, images.device)
         return self._dense(images, self.image_tower(dtype))
 
@@ -279,9 +395,9 @@ class DenseCLIPEncoder(BaseModule):
         return self._cast_tower[1]
 
     def _dense(self, images: Tensor, visual: torch.nn.Module) -> Tensor:
-        ph, pw = self.patch_size
-        height, width = images.shape[-2:]
-        images = F.pad(images, (0, -width % pw, 0, -height % ph))
+        rows, cols = self.fit(*images.shape[-2:])
+        images = F.pad(images, (cols.pad_before, cols.pad_after,
+                                rows.pad_before, rows.pad_after))
         x = visual.conv1(images.to(visual.conv1.weight.dtype))
         grid = tuple(x.shape[-2:])
         x = x.flatten(2).transpose(1, 2)
@@ -313,8 +429,9 @@ class DenseCLIPEncoder(BaseModule):
                               -1).permute(2, 0, 3, 1, 4)
         out = variant_attention(q, k, v, self.variant, grid, self.gaussian_std)
         out = attn.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))
-        if self.variant == 'sclip':  # SCLIP keeps the residual, drops FFN
-            return x + block.ls_1(out)
+        if self.variant == 'sclip':  # SCLIP keeps the residual and the FFN
+            x = x + block.ls_1(out)
+            return x + block.ls_2(block.mlp(block.ln_2(x)))
         return out
 
     @torch.no_grad()

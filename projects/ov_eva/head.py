@@ -58,24 +58,29 @@ class OVEVAHead(BaseModule):
         return scoring.assign_terms(similarity, suggested, self.map_thr,
                                     self.top_n, self.use_similarity)
 
-    def forward(self, class_logits: Tensor, term_logits: Tensor,
+    def forward(self, query_logits: Tensor, query_class: Tensor,
+                term_logits: Tensor,
                 term_class: Tensor) -> Tuple[Tensor, Tensor]:
-        """Fused class logits (K, H, W) of one image, and the terms' weights.
-        Only the classes with terms change, and they are written into
-        ``class_logits`` in place (a full copy per image costs as much as
-        the refinement itself).
+        """Fused query logits (Q, H, W) of one image, and the terms' weights.
+        Only the queries (class synonyms) of classes with terms change, and
+        they are written into ``query_logits`` in place (a full copy per
+        image costs as much as the refinement itself).
 
         Args:
-            class_logits: (K, H, W) base scores ``S_c``; overwritten.
+            query_logits: (Q, H, W) scores ``S_s`` of every class synonym;
+                ``S_c`` is their max per class. Overwritten.
+            query_class: (Q,) class of each query.
             term_logits: (T, H, W) scores ``S_t`` of the mapped terms.
             term_class: (T,) their classes, from ``assign``.
         """
-        # max().indices: argmax's twin (first maximum on ties), 2-3x faster
-        weights = scoring.refinement_weights(term_logits, term_class,
-                                             class_logits.max(0).indices,
+        # M_c from argmax_c S_c = the class of the top query; max().indices:
+        # argmax's twin (first maximum on ties), 2-3x faster
+        labels = query_class[query_logits.max(0).indices]
+        weights = scoring.refinement_weights(term_logits, term_class, labels,
                                              self.temperature, self.refine)
         classes, vocab = scoring.vocabulary_scores(term_logits, term_class,
                                                    weights)
-        class_logits[classes] = scoring.fuse(class_logits, classes, vocab,
-                                             self.fusion_lambda)
-        return class_logits, weights
+        rows, fused = scoring.fuse(query_logits, query_class, classes, vocab,
+                                   self.fusion_lambda)
+        query_logits[rows] = fused
+        return query_logits, weights

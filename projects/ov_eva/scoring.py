@@ -27,23 +27,79 @@ def class_scores(scores: Tensor, text_to_class: Tensor,
     return out.scatter_reduce(1, index, scores, reduce='amax')
 
 
-def apply_background_threshold(logits: Tensor,
-                               prob_thd: float,
-                               bg_idx: int = 0) -> Tensor:
-    """Hand pixels whose top softmax probability is below ``prob_thd`` to
-    class ``bg_idx``, as the SCLIP-family baselines do for datasets with a
-    background class. Those pixels get ``bg_idx``'s logit raised just above
-    their maximum, so a plain argmax (and mmseg's TTA, which averages
-    softmaxes) yields background; other pixels are untouched.
-    ``prob_thd <= 0`` returns ``logits`` unchanged."""
-    if prob_thd <= 0:
-        return logits
-    top_prob, _ = logits.softmax(dim=1).max(dim=1)
-    low = top_prob < prob_thd
-    raised = logits.max(dim=1).values + 1.0
-    out = logits.clone()
-    out[:, bg_idx] = torch.where(low, raised, logits[:, bg_idx])
-    return out
+def class_probabilities(logits: Tensor, query_class: Tensor,
+                        num_classes: int) -> Tensor:
+    """The baselines' class probabilities: a softmax over every query (each
+    synonym of each class its own channel), then the max over each class's
+    queries. (Q, H, W) -> (K, H, W)."""
+    probs = logits.softmax(dim=0)
+    if len(query_class) == num_classes:  # one query a class: nothing to fold
+        return probs
+    return class_scores(probs[None], query_class, num_classes)[0]
+
+
+def area_keep(counts: Tensor, area_thd: float, bg_idx: int = 0) -> Tensor:
+    """SCLIP's area rule: from (K,) argmax pixel counts per class, (K,)
+    bool, False for the foreground classes whose area is at most
+    ``area_thd`` of all foreground area; the background is always kept."""
+    num_classes = len(counts)
+    foreground = torch.ones(num_classes, dtype=torch.bool,
+                            device=counts.device)
+    foreground[bg_idx] = False
+    keep = counts > area_thd * counts[foreground].sum()
+    keep[bg_idx] = True
+    return keep
+
+
+def label(class_probs: Tensor,
+          prob_thd: float = 0.0,
+          keep: Optional[Tensor] = None,
+          bg_idx: int = 0) -> Tuple[Tensor, Tensor]:
+    """Labels (...) from class probabilities (K, ...): classes not in
+    ``keep`` get probability 0, then argmax (first maximum on ties), and
+    pixels whose top probability is below ``prob_thd`` become ``bg_idx``.
+    Returns the labels and whether each pixel was thresholded."""
+    if keep is not None and not bool(keep.all()):
+        shape = (-1, ) + (1, ) * (class_probs.dim() - 1)
+        class_probs = class_probs * keep.view(shape).to(class_probs)
+    top = class_probs.max(dim=0)  # .indices: argmax's first maximum, faster
+    low = top.values < prob_thd
+    return top.indices.masked_fill(low, bg_idx), low
+
+
+def decide(logits: Tensor,
+           query_class: Tensor,
+           num_classes: int,
+           prob_thd: float = 0.0,
+           area_thd: Optional[float] = None,
+           bg_idx: int = 0) -> Tuple[Tensor, Tensor]:
+    """The final decision of the SCLIP-family baselines, at the output
+    resolution: class probabilities (``class_probabilities``), SCLIP's area
+    rule when ``area_thd`` is set, argmax, and the background threshold
+    ``prob_thd`` on the top probability.
+
+    Args:
+        logits: (Q, H, W) query scores at their logit scale.
+        query_class: (Q,) class of each query.
+
+    Returns:
+        (K, H, W) class log-probabilities (classes removed by the area rule
+        at -inf, the background raised above the top class where the
+        threshold applies, so that their argmax and mmseg's TTA agree with
+        the labels), and the (H, W) labels.
+    """
+    probs = class_probabilities(logits, query_class, num_classes)
+    if area_thd is not None:
+        counts = torch.bincount(
+            probs.max(dim=0).indices.flatten(), minlength=num_classes)
+        keep = area_keep(counts, area_thd, bg_idx)
+        probs = probs * keep[:, None, None].to(probs)
+    labels, low = label(probs, prob_thd, bg_idx=bg_idx)
+    scores = probs.log()
+    if bool(low.any()):
+        raised = scores.max(dim=0).values + 1.0
+        scores[bg_idx] = torch.where(low, raised, scores[bg_idx])
+    return scores, labels
 
 
 def term_class_similarity(term_emb: Tensor, synonym_emb: Tensor,
@@ -169,16 +225,29 @@ def vocabulary_scores(term_scores: Tensor, term_class: Tensor,
     return classes, (mix @ flat).view(-1, *term_scores.shape[1:])
 
 
-def fuse(class_scores: Tensor,
+def fuse(scores: Tensor,
+         score_class: Tensor,
          classes: Tensor,
          vocab: Tensor,
-         fusion_lambda: float = 0.5) -> Tensor:
-    """``Z_c = (1 - lambda) S_c + lambda V_c`` (DESIGN.md step 6) for the
-    classes with terms: (K, H, W), (C,), (C, H, W) -> (C, H, W). Classes
-    without terms have ``V_c = S_c``, so ``Z_c = S_c`` exactly."""
-    fused = class_scores[classes]  # a copy: updated in place below
-    return fused.mul_(1 - fusion_lambda).add_(
-        vocab.to(fused), alpha=fusion_lambda)
+         fusion_lambda: float = 0.5) -> Tuple[Tensor, Tensor]:
+    """``Z = (1 - lambda) S + lambda V_c`` (DESIGN.md step 6) for every query
+    (class synonym) of the classes with terms: (Q, H, W) scores, (Q,) their
+    classes, (C,) classes with terms and their (C, H, W) ``V_c``. Returns the
+    fused queries' indices (F,) and their scores (F, H, W). The max over a
+    class's fused queries is ``(1 - lambda) S_c + lambda V_c``; queries of
+    classes without terms keep ``Z = S`` exactly."""
+    slot = torch.full((int(max(score_class.max(), classes.max())) + 1, ),
+                      -1,
+                      dtype=torch.long,
+                      device=score_class.device)
+    slot[classes.to(slot.device)] = torch.arange(
+        len(classes), device=slot.device)
+    query_slot = slot[score_class]
+    rows = (query_slot >= 0).nonzero()[:, 0]
+    fused = scores[rows]  # a copy: updated in place below
+    return rows, fused.mul_(1 - fusion_lambda).add_(
+        vocab[query_slot[rows].to(vocab.device)].to(fused),
+        alpha=fusion_lambda)
 
 
 def _shifted(x: Tensor, dilation: int, centre: bool = False) -> list:
@@ -237,13 +306,14 @@ def bilinear_taps(in_size: int,
                   out_size: int,
                   keep: int,
                   device=None,
-                  dtype=torch.float32) -> Tuple[Tensor, Tensor, Tensor]:
+                  dtype=torch.float32,
+                  start: int = 0) -> Tuple[Tensor, Tensor, Tensor]:
     """Bilinear resizing along one axis from ``in_size`` to ``out_size``
-    samples (``align_corners=False``, as ``F.interpolate``), first ``keep``
-    outputs: output ``i`` is ``x[low[i]] * (1 - frac[i]) + x[high[i]] *
-    frac[i]``. Returns (low, high, frac)."""
-    src = ((torch.arange(keep, device=device, dtype=dtype) + 0.5) *
-           (in_size / out_size) - 0.5).clamp(min=0)
+    samples (``align_corners=False``, as ``F.interpolate``), ``keep``
+    outputs from ``start`` on: output ``i`` is ``x[low[i]] * (1 - frac[i])
+    + x[high[i]] * frac[i]``. Returns (low, high, frac)."""
+    src = ((torch.arange(start, start + keep, device=device, dtype=dtype) +
+            0.5) * (in_size / out_size) - 0.5).clamp(min=0)
     low = src.floor().long().clamp(max=in_size - 1)
     high = (low + 1).clamp(max=in_size - 1)
     return low, high, src - low
@@ -252,12 +322,14 @@ def bilinear_taps(in_size: int,
 def bilinear_matrix(in_size: int,
                     out_size: int,
                     keep: Optional[int] = None,
-                    device=None) -> Tensor:
+                    device=None,
+                    start: int = 0) -> Tensor:
     """(keep, in_size) float64 matrix ``M`` of ``bilinear_taps``: ``M @ x``
-    equals ``F.interpolate(x, out_size)[:keep]`` for a column ``x``."""
+    equals ``F.interpolate(x, out_size)[start:start + keep]`` for a column
+    ``x``."""
     keep = out_size if keep is None else keep
     low, high, frac = bilinear_taps(in_size, out_size, keep, device,
-                                    torch.float64)
+                                    torch.float64, start)
     rows = torch.arange(keep, device=device)
     matrix = torch.zeros((keep, in_size), device=device, dtype=torch.float64)
     matrix.index_put_((rows, low), 1 - frac, accumulate=True)
@@ -265,14 +337,18 @@ def bilinear_matrix(in_size: int,
     return matrix
 
 
-def merge_windows(window_logits: Tensor, y_offsets: Sequence[int],
-                  x_offsets: Sequence[int], window_size: Tuple[int, int],
+def merge_windows(window_logits: Tensor,
+                  y_offsets: Sequence[int],
+                  x_offsets: Sequence[int],
+                  window_size: Tuple[int, int],
                   upsampled_size: Tuple[int, int],
-                  image_size: Tuple[int, int]) -> Tensor:
+                  image_size: Tuple[int, int],
+                  crop_offset: Tuple[int, int] = (0, 0)) -> Tensor:
     """Sliding-window logits merged into one image, as mmseg's slide
     inference merges them: each window bilinearly resized to
-    ``upsampled_size`` and cropped to ``window_size``, added into its place,
-    and every pixel divided by the number of windows covering it.
+    ``upsampled_size`` and cropped to ``window_size`` from ``crop_offset``
+    (where the window's pixels lie in its padded patch grid), added into its
+    place, and every pixel divided by the number of windows covering it.
 
     Bilinear resizing is separable and the windows form a grid, so the
     whole merge is two small matrix products per image, ``A @ L @ B^T``,
@@ -289,6 +365,7 @@ def merge_windows(window_logits: Tensor, y_offsets: Sequence[int],
         upsampled_size: (uh, uw) size each window's logits are resized to
             before cropping to ``window_size`` (its padded patch grid).
         image_size: (H, W).
+        crop_offset: (oy, ox) first row and column of the crop.
 
     Returns:
         (B, K, H, W) channels-last merged logits.
@@ -296,10 +373,10 @@ def merge_windows(window_logits: Tensor, y_offsets: Sequence[int],
     rows, cols, batch, channels, grid_h, grid_w = window_logits.shape
     device, dtype = window_logits.device, window_logits.dtype
 
-    def axis_matrix(offsets, window, upsampled, grid, size):
+    def axis_matrix(offsets, window, upsampled, grid, size, crop):
         # (size, len(offsets) * grid): each window's interpolation weights
         # at its offset, over the number of windows covering each pixel
-        weights = bilinear_matrix(grid, upsampled, window, device)
+        weights = bilinear_matrix(grid, upsampled, window, device, crop)
         matrix = torch.zeros((size, len(offsets) * grid),
                              device=device,
                              dtype=torch.float64)
@@ -311,9 +388,9 @@ def merge_windows(window_logits: Tensor, y_offsets: Sequence[int],
 
     height, width = image_size
     down = axis_matrix(y_offsets, window_size[0], upsampled_size[0], grid_h,
-                       height)  # (H, R*h)
+                       height, crop_offset[0])  # (H, R*h)
     across = axis_matrix(x_offsets, window_size[1], upsampled_size[1], grid_w,
-                         width)  # (W, C*w)
+                         width, crop_offset[1])  # (W, C*w)
     # (B, R*h, C*w, K): window rows and columns laid side by side
     tiles = window_logits.permute(2, 0, 4, 1, 5, 3)
     tiles = tiles.reshape(batch, rows * grid_h, cols * grid_w, channels)
@@ -338,16 +415,16 @@ def merge_windows(window_logits: Tensor, y_offsets: Sequence[int],
     return out.permute(0, 3, 1, 2)
 
 
-def upsampled_argmax(logits: Tensor,
-                     size: Tuple[int, int],
-                     max_elements: int = 2**23) -> Tensor:
-    """``argmax`` over classes of ``logits`` (K, h, w) bilinearly resized to
-    ``size`` (H, W) (``align_corners=False``, as mmseg's ``resize``), one
-    band of rows at a time, so memory is ~``max_elements`` floats instead of
-    K x H x W (29 GB for 150 classes on a 6000 x 8000 photo). Returns (H, W)
-    int64, equal to ``resize(...).argmax(0)`` but for float rounding in
-    near-ties."""
-    num_classes, height, width = logits.shape
+def upsampled_bands(logits: Tensor,
+                    size: Tuple[int, int],
+                    max_elements: int = 2**23):
+    """``logits`` (C, h, w) bilinearly resized to ``size`` (H, W)
+    (``align_corners=False``, as mmseg's ``resize``), one band of rows at a
+    time: yields (rows slice, (C, rows, W) float32 band), so memory is
+    ~``max_elements`` floats instead of C x H x W (29 GB for 150 classes on
+    a 6000 x 8000 photo). Equal to resizing all at once but for float
+    rounding."""
+    channels, height, width = logits.shape
     out_h, out_w = size
     logits = logits.float()
     # rows: PyTorch's source index and weight for align_corners=False;
@@ -355,8 +432,7 @@ def upsampled_argmax(logits: Tensor,
     top_row, bottom_row, weight = bilinear_taps(height, out_h, out_h,
                                                 logits.device)
     weight = weight[None, :, None]
-    rows = max(1, max_elements // max(num_classes * out_w, 1))
-    pred = torch.empty((out_h, out_w), dtype=torch.long, device=logits.device)
+    rows = max(1, max_elements // max(channels * out_w, 1))
     for start in range(0, out_h, rows):
         band = slice(start, start + rows)
         lower = weight[:, band]
@@ -365,9 +441,35 @@ def upsampled_argmax(logits: Tensor,
             logits[:, bottom_row[band]] * lower)
         count = mixed.shape[1]
         mixed = torch.nn.functional.interpolate(
-            mixed.reshape(1, num_classes * count, width),
+            mixed.reshape(1, channels * count, width),
             size=out_w,
             mode='linear',
             align_corners=False)
-        pred[band] = mixed.view(num_classes, count, out_w).argmax(0)
+        yield band, mixed.view(channels, count, out_w)
+
+
+def upsampled_decision(logits: Tensor,
+                       size: Tuple[int, int],
+                       query_class: Tensor,
+                       num_classes: int,
+                       prob_thd: float = 0.0,
+                       area_thd: Optional[float] = None,
+                       bg_idx: int = 0,
+                       max_elements: int = 2**23) -> Tensor:
+    """``decide``'s (H, W) labels for query scores (Q, h, w) resized to
+    ``size``, computed band by band (``upsampled_bands``); SCLIP's area
+    rule takes a first pass that only counts argmax areas."""
+    keep = None
+    if area_thd is not None:
+        counts = torch.zeros(
+            num_classes, dtype=torch.long, device=logits.device)
+        for _, band in upsampled_bands(logits, size, max_elements):
+            top = class_probabilities(band, query_class,
+                                      num_classes).max(dim=0).indices
+            counts += torch.bincount(top.flatten(), minlength=num_classes)
+        keep = area_keep(counts, area_thd, bg_idx)
+    pred = torch.empty(size, dtype=torch.long, device=logits.device)
+    for rows, band in upsampled_bands(logits, size, max_elements):
+        probs = class_probabilities(band, query_class, num_classes)
+        pred[rows] = label(probs, prob_thd, keep, bg_idx)[0]
     return pred

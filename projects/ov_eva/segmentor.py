@@ -1,18 +1,22 @@
 """The OV-EVA segmentor: an mmseg ``EncoderDecoder`` with a CLIP inside.
 
-Only ``extract_feat`` / ``encode_decode`` and the per-image head are OV-EVA's
-own; whole and slide inference, post-processing (padding, resize, flip) and
-the data flow are mmseg's, driven by ``test_cfg`` as for any mmseg model.
-Slide inference and post-processing are re-implemented for speed and memory
-(batched windows, channels-last, banded argmax for huge photos) and tested
-equal to mmseg's own.
+Only ``extract_feat`` / ``encode_decode``, the per-image head and the final
+decision are OV-EVA's own; whole and slide inference, post-processing
+(padding, resize, flip) and the data flow are mmseg's, driven by
+``test_cfg`` as for any mmseg model. Slide inference and post-processing are
+re-implemented for speed and memory (batched windows, channels-last, banded
+decision for huge photos) and tested equal to mmseg's own.
 
 Data flows one way: image -> dense features -> (vocabulary from cache or
-source) -> text bank -> per-window score maps of class synonyms and terms,
-merged by mmseg's slide inference -> ``OVEVAHead`` once per image (mapping,
-refinement, fusion) -> background threshold -> ``SegDataSample``.
-With no vocabulary configured this is the plain training-free baseline
-(MaskCLIP / SCLIP / ClearCLIP / NACLIP, by ``clip.variant``).
+source) -> text bank -> per-window score maps of every class synonym (a
+"query") and term, merged as mmseg's slide inference merges them ->
+``OVEVAHead`` once per image (mapping, refinement, fusion) -> resized to the
+original image -> PAMR -> decision (softmax over the queries, max per class,
+background rules) -> ``SegDataSample``. This is the order of the SCLIP-family
+reference code, so that with no vocabulary the segmentor is the plain
+training-free baseline (MaskCLIP / SCLIP / ClearCLIP / NACLIP, by
+``clip.variant`` and the protocol in ``configs/_base_/protocols.py``) and
+predicts what its official code predicts.
 """
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -22,6 +26,7 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor, EncoderDecoder
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
 from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor
 
@@ -41,10 +46,16 @@ class OVEVASegmentor(EncoderDecoder):
             a list of classes, each ``'name, synonym, ...'``.
         templates: prompt template set name or list (see ``TEMPLATE_SETS``).
         term_templates: the (smaller) template set of vocabulary terms.
-        logit_scale: multiplier of cosine similarities; None uses the CLIP
-            model's own (100 for OpenAI weights).
+        logit_scale: multiplier of cosine similarities before the softmax;
+            None uses the CLIP model's own (100 for OpenAI weights). The
+            baselines use 40-65 (see ``configs/_base_/protocols.py``).
         prob_thd: pixels whose top class probability is below it become
-            ``bg_idx`` (datasets with a background class); 0 disables.
+            ``bg_idx`` (datasets with a background class); 0 disables. A
+            class's probability is the max over its synonyms of the softmax
+            over all synonyms of all classes, as in the references.
+        area_thd: SCLIP's rule for VOC21: foreground classes whose argmax
+            area is at most this share of all foreground area lose their
+            pixels; None disables.
         bg_idx: index of the background class in ``classes``.
         text_cache_dir: disk cache of text embeddings (None: default
             folder, False: memory only).
@@ -56,10 +67,11 @@ class OVEVASegmentor(EncoderDecoder):
             cache before testing; images it missed are fetched on demand.
         head: config of the refinement head (``OVEVAHead``); None ignores
             the vocabulary (the baseline).
-        pamr: PAMR refinement of the final logits, guided by the image
-            (DESIGN.md step 6; off by default): None, or e.g.
+        pamr: PAMR refinement of the final logits at the original image
+            size, guided by the normalised input resized there (DESIGN.md
+            step 6; off by default): None, or e.g.
             ``dict(num_iter=10, dilations=(8, 16))`` as NACLIP uses it.
-            Costs ~3 s per ADE20K-sized image on 2 CPU cores.
+            Costs seconds per ADE20K-sized image on 2 CPU cores.
         test_cfg: mmseg's ``dict(mode='whole')`` or
             ``dict(mode='slide', crop_size=(224, 224), stride=(112, 112))``.
         train_cfg, pretrained: accepted and ignored, as mmseg's tools (e.g.
@@ -74,6 +86,7 @@ class OVEVASegmentor(EncoderDecoder):
                  term_templates: Union[str, Sequence[str]] = 'simple7',
                  logit_scale: Optional[float] = None,
                  prob_thd: float = 0.0,
+                 area_thd: Optional[float] = None,
                  bg_idx: int = 0,
                  text_cache_dir=None,
                  vocabulary: Union[None, str, dict] = None,
@@ -99,16 +112,17 @@ class OVEVASegmentor(EncoderDecoder):
                              f'{len(self.classes)} classes')
         self.num_classes = self.out_channels = len(self.classes)
         self.class_names = [synonyms[0] for synonyms in self.classes]
-        self.synonyms = [s for synonyms in self.classes for s in synonyms]
+        # every synonym of every class is a query with its own score map
+        self.queries = [s for synonyms in self.classes for s in synonyms]
         self.register_buffer(
-            'synonym_to_class',
+            'query_class',
             torch.tensor([
                 k for k, synonyms in enumerate(self.classes) for _ in synonyms
             ]),
             persistent=False)
         self.text_bank = TextBank(self.clip, templates, text_cache_dir)
         self.term_bank = TextBank(self.clip, term_templates, text_cache_dir)
-        self._synonym_embeddings: Optional[Tensor] = None
+        self._query_embeddings: Optional[Tensor] = None
         self._term_embeddings: Optional[Tensor] = None  # of the batch
         self._reports: List[list] = []  # of the batch, for predict()
         self.vocabulary = build_vocabulary(vocabulary)
@@ -117,7 +131,10 @@ class OVEVASegmentor(EncoderDecoder):
         self.head = MODELS.build(head) if head is not None else None
         self.pamr = self._check_pamr(pamr)
         self._logit_scale = logit_scale
-        self.prob_thd, self.bg_idx = prob_thd, bg_idx
+        if area_thd is not None and not 0 <= area_thd < 1:
+            raise ValueError(f'model.area_thd={area_thd!r}: give None or a '
+                             'share of the foreground area in [0, 1)')
+        self.prob_thd, self.area_thd, self.bg_idx = prob_thd, area_thd, bg_idx
         self.align_corners = False
         self.test_cfg = ConfigDict(test_cfg or dict(mode='whole'))
         for knob in ('batch_windows', 'max_output_logits'):
@@ -157,12 +174,12 @@ class OVEVASegmentor(EncoderDecoder):
     def uses_vocabulary(self) -> bool:
         return self.vocabulary is not None and self.head is not None
 
-    def synonym_embeddings(self) -> Tensor:
-        """(S, D) embeddings of every class synonym, encoded on first use
+    def query_embeddings(self) -> Tensor:
+        """(Q, D) embeddings of every class synonym, encoded on first use
         (after any checkpoint is loaded) and kept for every later window."""
-        if self._synonym_embeddings is None:
-            self._synonym_embeddings = self.text_bank.embed(self.synonyms)
-        return self._synonym_embeddings.to(self.synonym_to_class.device)
+        if self._query_embeddings is None:
+            self._query_embeddings = self.text_bank.embed(self.queries)
+        return self._query_embeddings.to(self.query_class.device)
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, D, h, w) L2-normalised dense CLIP features."""
@@ -170,39 +187,29 @@ class OVEVASegmentor(EncoderDecoder):
 
     def encode_decode(self, inputs: Tensor,
                       batch_img_metas: List[dict]) -> Tensor:
-        """Logits (B, K [+ U], H, W) for a batch of images or windows: the
-        K class scores ``S_c`` and, while a batch's vocabulary is active,
-        the U term scores ``S_t``."""
+        """Logits (B, Q [+ U], H, W) for a batch of images or windows: the
+        Q query (class synonym) scores and, while a batch's vocabulary is
+        active, the U term scores ``S_t``."""
         logits = self.patch_logits(inputs)
-        # features cover the input padded to whole patches: crop after resize
+        rows, cols = self.clip.fit(*inputs.shape[-2:])
         # channels-last: upsampling and every later per-pixel pass over the
-        # classes run ~1.5-3x faster on CPU (same values, other layout)
+        # queries run ~1.5-3x faster on CPU (same values, other layout)
         logits = resize(
             logits.contiguous(memory_format=torch.channels_last),
-            size=self._upsampled_size(logits),
+            size=(rows.upsampled, cols.upsampled),
             mode='bilinear',
             align_corners=self.align_corners)
-        return logits[..., :inputs.shape[-2], :inputs.shape[-1]]
+        return logits[..., rows.offset:rows.offset + inputs.shape[-2],
+                      cols.offset:cols.offset + inputs.shape[-1]]
 
     def patch_logits(self, inputs: Tensor) -> Tensor:
-        """``encode_decode``'s logits before upsampling: (B, K [+ U], h, w)
-        at the patch grid of the inputs padded to whole patches."""
+        """``encode_decode``'s logits before upsampling: (B, Q [+ U], h, w)
+        at the patch grid of the inputs (see ``DenseCLIPEncoder.fit``)."""
         features = self.extract_feat(inputs)
-        text = self.synonym_embeddings()
+        text = self.query_embeddings()
         if self._term_embeddings is not None:
             text = torch.cat([text, self._term_embeddings.to(text.device)])
-        scores = scoring.text_scores(features, text, self.logit_scale)
-        num_synonyms = len(self.synonyms)
-        return torch.cat([
-            scoring.class_scores(scores[:, :num_synonyms],
-                                 self.synonym_to_class, self.num_classes),
-            scores[:, num_synonyms:]
-        ],
-                         dim=1)
-
-    def _upsampled_size(self, logits: Tensor) -> tuple:
-        ph, pw = self.clip.patch_size
-        return logits.shape[-2] * ph, logits.shape[-1] * pw
+        return scoring.text_scores(features, text, self.logit_scale)
 
     def slide_inference(self, inputs: Tensor,
                         batch_img_metas: List[dict]) -> Tensor:
@@ -239,23 +246,19 @@ class OVEVASegmentor(EncoderDecoder):
             ])
             chunks.append(self.patch_logits(crops))
         logits = torch.cat(chunks)  # (windows * B, K, h, w)
+        rows, cols = self.clip.fit(*window)
         return scoring.merge_windows(
-            logits.view(h_grids, w_grids, batch_size,
-                        *logits.shape[1:]), y_offsets, x_offsets, window,
-            self._upsampled_size(logits), (h_img, w_img))
+            logits.view(h_grids, w_grids, batch_size, *logits.shape[1:]),
+            y_offsets, x_offsets, window, (rows.upsampled, cols.upsampled),
+            (h_img, w_img), (rows.offset, cols.offset))
 
     def inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
-        """Class logits (B, K, H, W): mmseg's whole/slide inference, the
-        vocabulary head per image, PAMR if configured, then the background
-        threshold."""
+        """Query logits (B, Q, H, W) at the input's resolution: mmseg's
+        whole/slide inference, then the vocabulary head per image. PAMR and
+        the decision follow at the original size (``postprocess_result``)."""
         if not self.uses_vocabulary:
-            logits = super().inference(inputs, batch_img_metas)
-        else:
-            logits = self._vocabulary_inference(inputs, batch_img_metas)
-        if self.pamr is not None:  # guided by the (normalised) input image
-            logits = scoring.pamr(inputs, logits, **self.pamr)
-        return scoring.apply_background_threshold(logits, self.prob_thd,
-                                                  self.bg_idx)
+            return super().inference(inputs, batch_img_metas)
+        return self._vocabulary_inference(inputs, batch_img_metas)
 
     def _vocabulary_inference(self, inputs: Tensor,
                               batch_img_metas: List[dict]) -> Tensor:
@@ -266,7 +269,7 @@ class OVEVASegmentor(EncoderDecoder):
         embeddings = self.term_bank.embed(terms) if terms else None
         similarity = scoring.term_class_similarity(
             embeddings.float(),
-            self.synonym_embeddings().float(), self.synonym_to_class,
+            self.query_embeddings().float(), self.query_class,
             self.num_classes) if terms else None
         mappings = []
         for vocab in vocabularies:
@@ -284,12 +287,11 @@ class OVEVASegmentor(EncoderDecoder):
             merged = super().inference(inputs, batch_img_metas)
         else:
             self._term_embeddings = embeddings[kept]
-            self.out_channels = self.num_classes + len(kept)
-            try:  # slide inference sizes its buffers by out_channels
+            try:
                 merged = super().inference(inputs, batch_img_metas)
             finally:
-                self.out_channels = self.num_classes
                 self._term_embeddings = None
+        num_queries = len(self.queries)
         channel = {i: c for c, i in enumerate(kept)}
         for logits, vocab, (index, term_class) in zip(merged, vocabularies,
                                                       mappings):
@@ -302,8 +304,9 @@ class OVEVASegmentor(EncoderDecoder):
                     channel_class[channel[i]] = k
             weights = torch.zeros(len(vocab))
             if bool((channel_class >= 0).any()):  # fused in place
-                _, channel_weights = self.head(logits[:self.num_classes],
-                                               logits[self.num_classes:],
+                _, channel_weights = self.head(logits[:num_queries],
+                                               self.query_class,
+                                               logits[num_queries:],
                                                channel_class.to(logits.device))
                 channel_weights = channel_weights.float().cpu()
                 for j, (i, k) in enumerate(zip(index, term_class.tolist())):
@@ -316,9 +319,9 @@ class OVEVASegmentor(EncoderDecoder):
             self._reports.append(
                 self._report(vocab, term_class,
                              sim.float().cpu(), weights))
-        # a view of the class channels: a stacked copy would cost as much as
+        # a view of the query channels: a stacked copy would cost as much as
         # the refinement
-        return merged[:, :self.num_classes]
+        return merged[:, :num_queries]
 
     def image_vocabulary(self, meta: dict) -> Dict[str, int]:
         """term -> the MLLM's suggested class index (-1: none) for one
@@ -352,8 +355,19 @@ class OVEVASegmentor(EncoderDecoder):
                 data_samples: OptSampleList = None) -> SampleList:
         """mmseg's predict; each sample also carries the vocabulary used and
         its mapping in ``metainfo['ov_eva_vocabulary']``."""
+        if data_samples is not None:
+            batch_img_metas = [sample.metainfo for sample in data_samples]
+        else:
+            batch_img_metas = [
+                dict(
+                    ori_shape=inputs.shape[2:],
+                    img_shape=inputs.shape[2:],
+                    pad_shape=inputs.shape[2:],
+                    padding_size=[0, 0, 0, 0])
+            ] * inputs.shape[0]
         self._reports = []
-        samples = super().predict(inputs, data_samples)
+        seg_logits = self.inference(inputs, batch_img_metas)
+        samples = self.postprocess_result(seg_logits, data_samples, inputs)
         for sample, report in zip(samples, self._reports):
             sample.set_metainfo(dict(ov_eva_vocabulary=report))
         self._reports = []
@@ -361,42 +375,62 @@ class OVEVASegmentor(EncoderDecoder):
 
     def postprocess_result(self,
                            seg_logits: Tensor,
-                           data_samples: OptSampleList = None) -> SampleList:
+                           data_samples: OptSampleList = None,
+                           inputs: Optional[Tensor] = None) -> SampleList:
         """mmseg's post-processing (padding and flip undone, logits resized
-        to the original image, argmax), with two changes:
+        to the original image), then the reference order: PAMR guided by
+        the normalised ``inputs`` resized to the original image, and the
+        decision (``scoring.decide``). ``seg_logits`` hold the (K, H, W)
+        class log-probabilities, so their argmax (and mmseg's TTA) agrees
+        with ``pred_sem_seg``.
 
-        - the argmax is ``max().indices``: the same first maximum, 2-4x
-          faster on CPU;
-        - when K x H x W of the original image exceeds
-          ``test_cfg.max_output_logits`` (default 2**28, 1 GiB of float32),
-          ``pred_sem_seg`` is computed band by band at full resolution and
-          ``seg_logits`` is kept at the model's working resolution, so
-          memory follows the resized image, not the photo.
+        When Q x H x W of the original image exceeds
+        ``test_cfg.max_output_logits`` (default 2**28, 1 GiB of float32),
+        ``pred_sem_seg`` is decided band by band at full resolution
+        (``scoring.upsampled_decision``), PAMR runs at the working
+        resolution, and ``seg_logits`` are kept at the working resolution,
+        so memory follows the resized image, not the photo.
         """
         if data_samples is None:
-            return super().postprocess_result(seg_logits, data_samples)
+            data_samples = [SegDataSample() for _ in range(len(seg_logits))]
         limit = self.test_cfg.get('max_output_logits', 2**28)
-        num_classes = seg_logits.shape[1]
+        num_queries = seg_logits.shape[1]
         for i, sample in enumerate(data_samples):
-            # (1, K, H, W) slices, not [i][None]: a size-1 batch with odd
+            meta = sample.metainfo
+            # (1, Q, H, W) slices, not [i][None]: a size-1 batch with odd
             # strides sends F.interpolate down a path ~6x slower
-            logits = self._unpad_unflip(seg_logits[i:i + 1], sample.metainfo)
-            size = tuple(sample.metainfo['ori_shape'][:2])
-            if num_classes * size[0] * size[1] <= limit:
+            logits = self._unpad_unflip(seg_logits[i:i + 1], meta)
+            size = tuple(meta.get('ori_shape', logits.shape[-2:])[:2])
+            image = None
+            if self.pamr is not None and inputs is not None:
+                image = self._unpad_unflip(inputs[i:i + 1], meta)
+            full = num_queries * size[0] * size[1] <= limit
+            if full:
                 logits = resize(
                     logits,
                     size=size,
                     mode='bilinear',
                     align_corners=self.align_corners,
-                    warning=False)[0]
-                pred = logits.max(0, keepdim=True).indices
-            else:
-                logits = logits[0]
-                pred = scoring.upsampled_argmax(logits, size)[None]
+                    warning=False)
+            if image is not None:
+                image = resize(
+                    image.float(),
+                    size=logits.shape[-2:],
+                    mode='bilinear',
+                    align_corners=self.align_corners,
+                    warning=False)
+                logits = scoring.pamr(image, logits, **self.pamr)
+            scores, pred = scoring.decide(logits[0], self.query_class,
+                                          self.num_classes, self.prob_thd,
+                                          self.area_thd, self.bg_idx)
+            if not full:
+                pred = scoring.upsampled_decision(
+                    logits[0], size, self.query_class, self.num_classes,
+                    self.prob_thd, self.area_thd, self.bg_idx)
             sample.set_data(
                 dict(
-                    seg_logits=PixelData(data=logits),
-                    pred_sem_seg=PixelData(data=pred)))
+                    seg_logits=PixelData(data=scores),
+                    pred_sem_seg=PixelData(data=pred[None])))
         return data_samples
 
     @staticmethod

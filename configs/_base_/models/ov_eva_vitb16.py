@@ -1,7 +1,9 @@
 # OV-EVA on CLIP ViT-B/16 (OpenAI weights), NACLIP last block, 224 windows.
-# No vocabulary here: configs add one from _base_/vocabulary/.
-# Any open_clip ViT works: set clip.name / clip.pretrained (a tag or a local
-# weights file); mean/std below are CLIP's (OpenAI) in 0-255 units.
+# The benchmark configs set the rest from their protocol
+# (_base_/protocols.py). The head acts once a vocabulary is set: configs add
+# one from _base_/vocabulary/. Any open_clip ViT works: set clip.name /
+# clip.pretrained (a tag or a local weights file); mean/std below are CLIP's
+# (OpenAI) in 0-255 units.
 data_preprocessor = dict(
     type='SegDataPreProcessor',
     mean=[122.771, 116.746, 104.094],
@@ -20,7 +22,6 @@ model = dict(
         # image tower precision: bf16/fp16 where the hardware runs it
         # natively ('auto'), or 'bf16', 'fp16', 'fp32'
         autocast='auto'),
-    classes=None,  # set per benchmark: a class file or a shipped name
     templates='imagenet80',
     term_templates='simple7',  # vocabulary terms: a smaller template set
     # DESIGN.md steps 4-6; every step has its switch (see configs/ablations)
@@ -32,7 +33,4 @@ model = dict(
         refine=True,
         temperature=1.0,
         fusion_lambda=0.5),
-    logit_scale=None,
-    prob_thd=0.0,
-    bg_idx=0,
     test_cfg=dict(mode='slide', crop_size=(224, 224), stride=(112, 112)))

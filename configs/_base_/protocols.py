@@ -1,0 +1,178 @@
+# The official test protocols of the training-free baselines: one row per
+# method and dataset, the single table that configs/baselines/*, the OV-EVA
+# configs (through their baseline), tests/test_protocols.py and the README's
+# protocol table read. A config takes its row with
+#     protocol = dict(_delete_=True, **_base_.protocol.<method>.<dataset>)
+# and applies protocol['model'] and protocol['resize'].
+#
+# Only `protocol` leaves this file: names starting with two underscores stay
+# out of every config that reads it.
+#
+# Every setting was read in the official repository at the commit linked in
+# `__repos`: its configs/cfg_<dataset>.py (short side, logit_scale, prob_thd,
+# area_thd, slide_crop/slide_stride) and its segmentor's defaults (window,
+# logit scale, PAMR, how windows that are not whole patches are handled).
+# All three compute, at the original image size: a softmax at the logit
+# scale over every class name (each synonym its own query), a class's
+# probability as the max over its names, argmax, and pixels whose top
+# probability is below prob_thd become class 0. They run float32 on a CPU
+# (fp16 on a GPU), so these configs run the image tower in float32.
+__repos = dict(
+    sclip='https://github.com/wangf3014/SCLIP/blob/b56bd3014b9e',
+    naclip='https://github.com/sinahmr/NACLIP/blob/0cac3a651f75',
+    clearclip='https://github.com/mc-lan/ClearCLIP/blob/ad68a404d55d')
+
+# Per method: the segmentor defaults of its official code. MaskCLIP is
+# ClearCLIP's re-implementation (its model_type='MaskCLIP' with
+# ignore_residual=True: values through the last attention's output
+# projection, no residual, no FFN) on ClearCLIP's protocol.
+__methods = dict(
+    sclip=dict(
+        repo='sclip',
+        clip=dict(variant='sclip', patch_fit='truncate'),
+        window=(224, 112),
+        logit_scale=40,
+        pamr=None,
+        classes='sclip'),
+    naclip=dict(
+        repo='naclip',
+        clip=dict(variant='naclip', gaussian_std=5.0, patch_fit='truncate'),
+        window=(224, 112),
+        logit_scale=40,
+        pamr=dict(num_iter=10, dilations=(8, 16)),
+        classes='sclip'),  # NACLIP's class files are SCLIP's, byte for byte
+    clearclip=dict(
+        repo='clearclip',
+        clip=dict(variant='clearclip', patch_fit='pad_centre'),
+        window=(448, 224),
+        logit_scale=50,
+        pamr=None,
+        classes='clearclip'),
+    maskclip=dict(
+        repo='clearclip',
+        clip=dict(variant='vanilla', patch_fit='pad_centre'),
+        window=(448, 224),
+        logit_scale=50,
+        pamr=None,
+        classes='clearclip'))
+
+# Per dataset and method, what its cfg_<dataset>.py sets: the test short side
+# (Resize scale=(2048, s)), and the model keys it overrides (window=None:
+# whole-image inference).
+__datasets = dict(
+    ade=dict(
+        file='cfg_ade20k.py',
+        classes='ade20k',
+        sclip=dict(short_side=336),
+        naclip=dict(short_side=336),
+        clearclip=dict(short_side=448)),
+    voc21=dict(
+        file='cfg_voc21.py',
+        classes='voc21',
+        sclip=dict(
+            short_side=336, logit_scale=65, prob_thd=0.1, area_thd=0.1),
+        naclip=dict(short_side=336, window=None, prob_thd=0.1),
+        clearclip=dict(short_side=448, prob_thd=0.5)),
+    voc20=dict(
+        file='cfg_voc20.py',
+        classes='voc20',
+        sclip=dict(short_side=336),
+        naclip=dict(short_side=336, window=None),
+        clearclip=dict(short_side=448)),
+    context60=dict(
+        file='cfg_context60.py',
+        classes='context60',
+        sclip=dict(short_side=336, logit_scale=50, prob_thd=0.1),
+        naclip=dict(short_side=336, prob_thd=0.1),
+        clearclip=dict(short_side=448, prob_thd=0.15)),
+    context59=dict(
+        file='cfg_context59.py',
+        classes='context59',
+        sclip=dict(short_side=336),
+        naclip=dict(short_side=336),
+        clearclip=dict(short_side=448)),
+    coco_stuff171=dict(
+        file='cfg_coco_stuff164k.py',
+        classes='coco_stuff171',
+        sclip=dict(short_side=448),
+        naclip=dict(short_side=336),
+        clearclip=dict(short_side=448)),
+    cityscapes=dict(
+        file='cfg_city_scapes.py',
+        classes='cityscapes',
+        sclip=dict(short_side=560),
+        naclip=dict(short_side=560),
+        clearclip=dict(short_side=448, window=(224, 224))),
+    coco_object=dict(
+        file='cfg_coco_object.py',
+        classes='coco_object',
+        sclip=dict(short_side=336, logit_scale=50, prob_thd=0.1),
+        naclip=dict(short_side=336, prob_thd=0.1),
+        clearclip=dict(short_side=448, prob_thd=0.4)))
+
+# Published mIoU (%) of each method with its official code and protocol, as
+# printed by each source; None where the source gives none.
+__published = dict(
+    sclip=dict(
+        source='https://github.com/wangf3014/SCLIP#results',
+        ade=16.45, cityscapes=32.34, coco_object=33.52, coco_stuff171=22.77,
+        context59=34.46, context60=31.74, voc20=81.54, voc21=59.63),
+    naclip=dict(
+        source='https://github.com/sinahmr/NACLIP#results',
+        voc21=64.07, context60=34.99, coco_object=36.19, voc20=83.03,
+        cityscapes=38.27, context59=38.35, ade=19.05, coco_stuff171=25.69),
+    clearclip=dict(
+        source='https://github.com/mc-lan/ClearCLIP (README, '
+        'assets/results.png, Table 2, ViT-B "+ClearCLIP")',
+        voc20=80.9, context59=35.9, coco_stuff171=23.9, cityscapes=30.0,
+        ade=16.7, voc21=None, context60=None, coco_object=None),
+    maskclip=dict(
+        source='https://github.com/mc-lan/ClearCLIP (README, '
+        'assets/results.png, Table 2, ViT-B "MaskCLIP")',
+        voc20=74.9, context59=26.4, coco_stuff171=16.4, cityscapes=12.6,
+        ade=9.8, voc21=None, context60=None, coco_object=None))
+
+
+def _row(method, dataset):
+    spec, data = __methods[method], __datasets[dataset]
+    own = dict(data[spec['repo']])
+    short_side = own.pop('short_side')
+    window = own.pop('window', spec['window'])
+    classes = f"{spec['classes']}/{data['classes']}"
+    if spec['classes'] == 'clearclip' and data['classes'] not in (
+            'voc21', 'voc20', 'coco_object'):
+        classes = f"sclip/{data['classes']}"  # ClearCLIP ships SCLIP's file
+    if window is None:
+        test_cfg = dict(_delete_=True, mode='whole')
+    else:
+        test_cfg = dict(
+            _delete_=True,
+            mode='slide',
+            crop_size=(window[0], window[0]),
+            stride=(window[1], window[1]))
+    return dict(
+        method=method,
+        dataset=dataset,
+        short_side=short_side,
+        resize=dict(type='Resize', scale=(2048, short_side), keep_ratio=True),
+        model=dict(
+            clip=dict(
+                spec['clip'], pos_resize='scale_factor', autocast='fp32'),
+            classes=dict(file=classes, verbatim=True),
+            templates='imagenet80',
+            logit_scale=own.pop('logit_scale', spec['logit_scale']),
+            prob_thd=own.pop('prob_thd', 0.0),
+            area_thd=own.pop('area_thd', None),
+            bg_idx=0,
+            pamr=spec['pamr'],
+            test_cfg=test_cfg),
+        source=f"{__repos[spec['repo']]}/configs/{data['file']}",
+        published=__published[method][dataset],
+        published_source=__published[method]['source'])
+
+
+protocol = {
+    method: {dataset: _row(method, dataset)
+             for dataset in __datasets}
+    for method in __methods
+}

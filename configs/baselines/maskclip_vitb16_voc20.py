@@ -1,0 +1,16 @@
+# MaskCLIP (as ClearCLIP re-implements it) on PASCAL VOC 20, CLIP ViT-B/16, on its official
+# protocol: row protocol.maskclip.voc20 of ../_base_/protocols.py, which
+# names its source. Given the same weights (e.g. --cfg-options
+# model.clip.pretrained=/path/ViT-B-16.pt) it predicts the official code's
+# labels.
+_base_ = [
+    '../_base_/models/ov_eva_vitb16.py', '../_base_/datasets/voc20.py',
+    '../_base_/default_runtime.py', '../_base_/protocols.py'
+]
+protocol = dict(_delete_=True, **_base_.protocol.maskclip.voc20)
+model = protocol['model']
+test_pipeline = [
+    protocol['resize'] if step.type == 'Resize' else step
+    for step in _base_.test_pipeline
+]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -1,0 +1,147 @@
+"""The official protocols: every baseline and OV-EVA config against the one
+table in configs/_base_/protocols.py, and through the real Runner."""
+from pathlib import Path
+
+import pytest
+from conftest import REPO, TINY, run_cli, shared_data
+from mmengine.config import Config
+
+TABLE = Config.fromfile(str(REPO / 'configs/_base_/protocols.py')).protocol
+METHODS = ('maskclip', 'sclip', 'clearclip', 'naclip')
+DATASETS = ('ade', 'voc21', 'voc20', 'context60', 'context59',
+            'coco_stuff171', 'cityscapes', 'coco_object')
+DATASET_BASES = dict(ade='ADE20KDataset', voc21='PascalVOCDataset',
+                     voc20='PascalVOC20Dataset',
+                     context60='PascalContextDataset',
+                     context59='PascalContextDataset59',
+                     coco_stuff171='COCOStuffDataset',
+                     cityscapes='CityscapesDataset',
+                     coco_object='COCOObjectDataset')
+
+
+def baseline(method, dataset):
+    return REPO / 'configs' / 'baselines' / f'{method}_vitb16_{dataset}.py'
+
+
+def test_the_table_covers_every_method_and_dataset():
+    assert set(TABLE) == set(METHODS)
+    for method in METHODS:
+        assert set(TABLE[method]) == set(DATASETS)
+    configs = {p.name for p in (REPO / 'configs' / 'baselines').glob('*.py')}
+    assert configs == {
+        f'{m}_vitb16_{d}.py'
+        for m in METHODS for d in DATASETS
+    }
+
+
+@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('dataset', DATASETS)
+def test_baseline_config_is_its_row(method, dataset):
+    row = TABLE[method][dataset]
+    cfg = Config.fromfile(str(baseline(method, dataset)))
+    model = cfg.model
+    assert cfg.protocol.method == method and cfg.protocol.dataset == dataset
+    for key in ('logit_scale', 'prob_thd', 'area_thd', 'bg_idx', 'pamr',
+                'templates', 'classes'):
+        assert model[key] == row.model[key], key
+    for key, value in row.model.clip.items():
+        assert model.clip[key] == value, key
+    assert model.clip.name == 'ViT-B-16' and model.clip.pretrained == 'openai'
+    assert model.clip.autocast == 'fp32'  # the references' CPU precision
+    assert 'vocabulary' not in model  # the plain baseline
+    want_cfg = {k: v for k, v in row.model.test_cfg.items() if k != '_delete_'}
+    assert dict(model.test_cfg) == want_cfg
+    resize = [t for t in cfg.test_dataloader.dataset.pipeline
+              if t.type == 'Resize']
+    assert resize == [dict(type='Resize', scale=(2048, row.short_side),
+                           keep_ratio=True)]
+    assert cfg.test_dataloader.dataset.type == DATASET_BASES[dataset]
+    assert row.source.startswith('https://github.com/')
+    assert row.published is None or 5 < row.published < 100
+
+
+@pytest.mark.parametrize('dataset', DATASETS)
+def test_oveva_config_is_naclip_plus_a_vocabulary(dataset):
+    base = Config.fromfile(str(baseline('naclip', dataset)))
+    ours = Config.fromfile(
+        str(REPO / 'configs' / f'oveva_vitb16_{dataset}.py'))
+    assert ours.model.vocabulary.type == 'LexiconVocabulary'
+    plain = ours.model.copy()
+    plain.pop('vocabulary')
+    assert plain == base.model
+    ours_rest = {k: v for k, v in ours.items() if k != 'model'}
+    assert ours_rest == {k: v for k, v in base.items() if k != 'model'}
+
+
+@pytest.mark.parametrize('method,dataset', [('sclip', 'voc21'),
+                                            ('naclip', 'voc21'),
+                                            ('clearclip', 'voc20'),
+                                            ('maskclip', 'voc21')])
+def test_class_files_are_the_references_verbatim(method, dataset):
+    from ov_eva.text_bank import load_classes
+    classes = load_classes(TABLE[method][dataset].model.classes)
+    repo = 'clearclip' if method in ('clearclip', 'maskclip') else 'sclip'
+    text = (REPO / 'projects/ov_eva/class_names' / repo /
+            f'{dataset}.txt').read_text()
+    # the references: readlines(), split(', '), strip '\n' only
+    lines = text.split('\n')
+    assert classes == [line.split(', ') for line in lines if line]
+
+
+def test_verbatim_names_keep_what_the_references_keep():
+    from ov_eva.text_bank import load_classes
+    context = load_classes(dict(file='sclip/context60', verbatim=True))
+    assert context[-1] == ['wood ']  # 'a photo of a wood .' as in SCLIP
+    assert load_classes('sclip/context60')[-1] == ['wood']
+    coco = load_classes(dict(file='sclip/coco_object', verbatim=True))
+    assert 'bed' in coco[0] and coco[60] == ['bed']  # one name, two queries
+
+
+def run_labels(config, data, out, *options):
+    """tools/test.py --out with the tiny CLIP on real samples: the label
+    PNGs by file name."""
+    import numpy as np
+    from PIL import Image
+    run_cli('tools/test.py', config, '--work-dir', out / 'work', '--out',
+            out / 'pred', '--cfg-options', *TINY,
+            f'test_dataloader.dataset.data_root={shared_data(data)}',
+            *options)
+    files = sorted((out / 'pred').rglob('*.png'))
+    assert files
+    return {f.name: np.asarray(Image.open(f)) for f in files}
+
+
+VOC_FIRST = ['test_dataloader.dataset.indices=2']
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_baselines_run_through_the_runner(tmp_path, method):
+    """Each method's VOC21 protocol (SCLIP's area rule, NACLIP's whole
+    image with PAMR, ClearCLIP's centred windows and 0.5 threshold) on real
+    VOC samples."""
+    faster = ['model.pamr.num_iter=2'] if method == 'naclip' else []
+    labels = run_labels(
+        baseline(method, 'voc21'), 'VOCdevkit/VOC2012', tmp_path, *VOC_FIRST,
+        *faster)
+    assert len(labels) == 2
+    for label in labels.values():
+        assert label.max() <= 20
+
+
+def test_oveva_without_vocabulary_is_its_baseline(tmp_path):
+    base = run_labels(
+        baseline('naclip', 'ade'), 'ADEChallengeData2016', tmp_path / 'b',
+        'model.pamr.num_iter=2', 'test_dataloader.dataset.indices=1')
+    ours = run_labels(REPO / 'configs' / 'oveva_vitb16_ade.py',
+                      'ADEChallengeData2016', tmp_path / 'o',
+                      'model.pamr.num_iter=2',
+                      'test_dataloader.dataset.indices=1',
+                      'model.vocabulary=none')
+    assert base.keys() == ours.keys()
+    for name, label in base.items():
+        assert (label == ours[name]).all(), name
+    lexicon = run_labels(REPO / 'configs' / 'oveva_vitb16_ade.py',
+                         'ADEChallengeData2016', tmp_path / 'l',
+                         'model.pamr.num_iter=2',
+                         'test_dataloader.dataset.indices=1')
+    assert any((label != lexicon[name]).any() for name, label in base.items())
