@@ -9,6 +9,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data'
 TINY = ['model.clip.name=ov-eva-tiny', 'model.clip.pretrained=None']
+# NACLIP's protocol (every OV-EVA config) runs PAMR at the original image
+# size, seconds per image on these CPUs: tests about something else skip it
+NO_PAMR = 'model.pamr=None'
 
 
 @pytest.fixture(autouse=True, scope='session')

@@ -7,8 +7,7 @@ import torch.nn.functional as F
 
 import ov_eva  # noqa: F401  (registers modules, installs compat)
 from ov_eva.clip_encoder import (VARIANTS, AxisFit, DenseCLIPEncoder,
-                                 create_clip_model, file_quick_gelu,
-                                 fit_axis)
+                                 create_clip_model, file_quick_gelu, fit_axis)
 
 
 def reference_dense(encoder, image, variant, std=5.0):
@@ -175,8 +174,7 @@ def test_patch_fits_read_the_right_pixels():
     torch.testing.assert_close(centre(image), centre(padded))
     truncate = DenseCLIPEncoder('ov-eva-tiny', patch_fit='truncate')
     truncate.load_state_dict(centre.state_dict())
-    torch.testing.assert_close(
-        truncate(image), centre(image[..., :224, :240]))
+    torch.testing.assert_close(truncate(image), centre(image[..., :224, :240]))
 
 
 def test_text_embeddings_normalised():
@@ -211,19 +209,22 @@ def test_quick_gelu_follows_the_weights_file(tmp_path):
     laion = tmp_path / 'models--laion--CLIP-ViT-B-16-laion2B-s34B-b88K'
     laion.mkdir()
     (laion / 'open_clip_model.safetensors').write_bytes(b'')
-    assert file_quick_gelu('ViT-B-16',
-                           str(laion / 'open_clip_model.safetensors')) == (
-                               False, "the download of tag "
-                               "'laion2b_s34b_b88k'")
+    assert file_quick_gelu(
+        'ViT-B-16',
+        str(laion / 'open_clip_model.safetensors')) == (False,
+                                                        "the download of tag "
+                                                        "'laion2b_s34b_b88k'")
     openai = tmp_path / 'ViT-B-16.pt'
     openai.write_bytes(b'')
-    assert file_quick_gelu('ViT-B-16', str(openai)) == (
-        True, "the download of tag 'openai'")
+    assert file_quick_gelu('ViT-B-16',
+                           str(openai)) == (True,
+                                            "the download of tag 'openai'")
     # OpenAI's own downloads are TorchScript archives
     archive = tmp_path / 'archive.pt'
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), archive)
-    assert file_quick_gelu('ov-eva-tiny', str(archive)) == (
-        True, 'an OpenAI TorchScript archive')
+    assert file_quick_gelu('ov-eva-tiny',
+                           str(archive)) == (True,
+                                             'an OpenAI TorchScript archive')
 
 
 def test_openai_layout_file_runs_quick_gelu(tmp_path):
@@ -232,8 +233,7 @@ def test_openai_layout_file_runs_quick_gelu(tmp_path):
     torch.manual_seed(0)
     source = create_clip_model('ViT-B-16', quick_gelu=True)
     path = tmp_path / 'ViT-B-16-random.pt'
-    torch.save({k: v.half()
-                for k, v in source.state_dict().items()}, path)
+    torch.save({k: v.half() for k, v in source.state_dict().items()}, path)
     encoder = DenseCLIPEncoder(
         'ViT-B-16', pretrained=str(path), autocast='fp32')
     activation = encoder.model.visual.transformer.resblocks[0].mlp.gelu

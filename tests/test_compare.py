@@ -77,8 +77,10 @@ def test_compare_baselines_and_oveva(tmp_path):
         assert abs(seconds - metrics['time']) < 1e-3  # batch size 1
         assert row['MLLM tokens**'] == '-'  # no MLLM anywhere
     # the official code's published numbers beside the baselines' own
-    published = {'naclip_vitb16_ade': ('19.05 [1]', 19.05),
-                 'sclip_vitb16_ade': ('16.45 [2]', 16.45)}
+    published = {
+        'naclip_vitb16_ade': ('19.05 [1]', 19.05),
+        'sclip_vitb16_ade': ('16.45 [2]', 16.45)
+    }
     for row in rows:
         if row['config'] in published:
             cell, number = published[row['config']]
@@ -105,24 +107,29 @@ def test_compare_baselines_and_oveva(tmp_path):
 
 def test_published_number_only_for_the_protocol_as_shipped():
     import importlib.util
+
     from mmengine.config import Config
     spec = importlib.util.spec_from_file_location('compare_tool',
                                                   REPO / 'tools/compare.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    cfg = Config.fromfile(str(REPO / 'configs/baselines/sclip_vitb16_voc21.py'))
+    cfg = Config.fromfile(
+        str(REPO / 'configs/baselines/sclip_vitb16_voc21.py'))
     cfg.merge_from_dict({'model.clip.name': 'ov-eva-tiny'})
     assert tool.published_reference(cfg)['published'] == 59.63
-    for change, note in [({'model.logit_scale': 100}, 'model.logit_scale'),
-                         ({'model.pamr': dict(num_iter=2)}, 'model.pamr'),
-                         ({'model.clip.variant': 'naclip'},
-                          'model.clip.variant')]:
+    for change, note in [({
+            'model.logit_scale': 100
+    }, 'model.logit_scale'), ({
+            'model.pamr': dict(num_iter=2)
+    }, 'model.pamr'), ({
+            'model.clip.variant': 'naclip'
+    }, 'model.clip.variant')]:
         changed = cfg.copy()
         changed.merge_from_dict(change)
         got = tool.published_reference(changed)
         assert got['published'] is None and note in got['note']
-    assert tool.published_reference(
-        Config.fromfile(str(REPO / OVEVA)))['published'] is None
+    assert tool.published_reference(Config.fromfile(str(
+        REPO / OVEVA)))['published'] is None
     clear = Config.fromfile(
         str(REPO / 'configs/baselines/clearclip_vitb16_voc21.py'))
     assert tool.published_reference(clear)['note'] == (

@@ -1,6 +1,5 @@
 """The official protocols: every baseline and OV-EVA config against the one
 table in configs/_base_/protocols.py, and through the real Runner."""
-from pathlib import Path
 
 import pytest
 from conftest import REPO, TINY, run_cli, shared_data
@@ -8,15 +7,17 @@ from mmengine.config import Config
 
 TABLE = Config.fromfile(str(REPO / 'configs/_base_/protocols.py')).protocol
 METHODS = ('maskclip', 'sclip', 'clearclip', 'naclip')
-DATASETS = ('ade', 'voc21', 'voc20', 'context60', 'context59',
-            'coco_stuff171', 'cityscapes', 'coco_object')
-DATASET_BASES = dict(ade='ADE20KDataset', voc21='PascalVOCDataset',
-                     voc20='PascalVOC20Dataset',
-                     context60='PascalContextDataset',
-                     context59='PascalContextDataset59',
-                     coco_stuff171='COCOStuffDataset',
-                     cityscapes='CityscapesDataset',
-                     coco_object='COCOObjectDataset')
+DATASETS = ('ade', 'voc21', 'voc20', 'context60', 'context59', 'coco_stuff171',
+            'cityscapes', 'coco_object')
+DATASET_BASES = dict(
+    ade='ADE20KDataset',
+    voc21='PascalVOCDataset',
+    voc20='PascalVOC20Dataset',
+    context60='PascalContextDataset',
+    context59='PascalContextDataset59',
+    coco_stuff171='COCOStuffDataset',
+    cityscapes='CityscapesDataset',
+    coco_object='COCOObjectDataset')
 
 
 def baseline(method, dataset):
@@ -28,10 +29,7 @@ def test_the_table_covers_every_method_and_dataset():
     for method in METHODS:
         assert set(TABLE[method]) == set(DATASETS)
     configs = {p.name for p in (REPO / 'configs' / 'baselines').glob('*.py')}
-    assert configs == {
-        f'{m}_vitb16_{d}.py'
-        for m in METHODS for d in DATASETS
-    }
+    assert configs == {f'{m}_vitb16_{d}.py' for m in METHODS for d in DATASETS}
 
 
 @pytest.mark.parametrize('method', METHODS)
@@ -51,10 +49,12 @@ def test_baseline_config_is_its_row(method, dataset):
     assert 'vocabulary' not in model  # the plain baseline
     want_cfg = {k: v for k, v in row.model.test_cfg.items() if k != '_delete_'}
     assert dict(model.test_cfg) == want_cfg
-    resize = [t for t in cfg.test_dataloader.dataset.pipeline
-              if t.type == 'Resize']
-    assert resize == [dict(type='Resize', scale=(2048, row.short_side),
-                           keep_ratio=True)]
+    resize = [
+        t for t in cfg.test_dataloader.dataset.pipeline if t.type == 'Resize'
+    ]
+    assert resize == [
+        dict(type='Resize', scale=(2048, row.short_side), keep_ratio=True)
+    ]
     assert cfg.test_dataloader.dataset.type == DATASET_BASES[dataset]
     assert row.source.startswith('https://github.com/')
     assert row.published is None or 5 < row.published < 100
@@ -104,8 +104,7 @@ def run_labels(config, data, out, *options):
     from PIL import Image
     run_cli('tools/test.py', config, '--work-dir', out / 'work', '--out',
             out / 'pred', '--cfg-options', *TINY,
-            f'test_dataloader.dataset.data_root={shared_data(data)}',
-            *options)
+            f'test_dataloader.dataset.data_root={shared_data(data)}', *options)
     files = sorted((out / 'pred').rglob('*.png'))
     assert files
     return {f.name: np.asarray(Image.open(f)) for f in files}

@@ -36,8 +36,8 @@ def reference_decision(cos, query_class, scale, prob_thd, area_thd=None):
         one_hot = one_hot.T.view(num_classes, num_queries, 1, 1)
         probs = (probs[None] * one_hot).max(1)[0]
     if area_thd is not None:
-        predictions = torch.nn.functional.one_hot(probs.argmax(0),
-                                                  num_classes).to(probs)
+        predictions = torch.nn.functional.one_hot(
+            probs.argmax(0), num_classes).to(probs)
         area = predictions[:, :, 1:].sum((0, 1), keepdim=True)
         area = (area > area_thd * area.sum()).to(probs)
         probs[1:] *= area.transpose(0, -1)
@@ -52,8 +52,8 @@ def reference_decision(cos, query_class, scale, prob_thd, area_thd=None):
                                                (0.0, 0.3)])
 def test_decision_equals_the_reference_code(synonyms, prob_thd, area_thd):
     torch.manual_seed(0)
-    query_class = torch.tensor([0, 0, 1, 2, 2, 2, 3] if synonyms else
-                               [0, 1, 2, 3])
+    query_class = torch.tensor(
+        [0, 0, 1, 2, 2, 2, 3] if synonyms else [0, 1, 2, 3])
     cos = torch.randn(len(query_class), 30, 40) * 0.05
     cos[3, :5] += 0.2  # a small region for the area rule
     probs, want = reference_decision(cos, query_class, 65.0, prob_thd,
@@ -79,15 +79,14 @@ def test_decision_rules_by_hand():
     _, labels = scoring.decide(logits, one_each, 3, prob_thd=0.2)
     assert labels.tolist() == [[0, 1]]  # no pixel below 0.2: argmax
     # two synonyms of class 0 share the softmax: 1/3 each, not 2/3
-    scores, labels = scoring.decide(logits, torch.tensor([0, 0, 1]), 2,
-                                    prob_thd=0.4, bg_idx=1)
+    scores, labels = scoring.decide(
+        logits, torch.tensor([0, 0, 1]), 2, prob_thd=0.4, bg_idx=1)
     assert labels.tolist() == [[1, 0]]
     torch.testing.assert_close(scores[0, 0, 0].exp(), torch.tensor(1 / 3))
     counts = torch.tensor([100, 5, 50, 45])  # foreground: 100 pixels
-    assert scoring.area_keep(counts, 0.1).tolist() == [True, False, True,
-                                                       True]
-    assert scoring.area_keep(counts, 0.45).tolist() == [True, False, True,
-                                                        False]
+    assert scoring.area_keep(counts, 0.1).tolist() == [True, False, True, True]
+    assert scoring.area_keep(counts,
+                             0.45).tolist() == [True, False, True, False]
 
 
 def test_term_class_similarity_is_max_over_synonyms():
@@ -177,8 +176,7 @@ def test_vocabulary_scores_and_fusion():
                                                weights)
     assert classes.tolist() == [0]
     torch.testing.assert_close(vocab[0], torch.full((2, 2), 7.0))
-    rows, fused = scoring.fuse(query_scores, query_class, classes, vocab,
-                               0.5)
+    rows, fused = scoring.fuse(query_scores, query_class, classes, vocab, 0.5)
     assert rows.tolist() == [0, 1]  # only the queries of class 0 change
     torch.testing.assert_close(fused[0], torch.full((2, 2), 4.0))
     torch.testing.assert_close(fused[1], torch.full((2, 2), 5.0))
@@ -211,8 +209,7 @@ def test_head_fuses_only_classes_with_terms():
     labels = query_class[original.argmax(0)]
     torch.testing.assert_close(
         weights,
-        scoring.refinement_weights(term_scores, torch.tensor([2, 2]),
-                                   labels))
+        scoring.refinement_weights(term_scores, torch.tensor([2, 2]), labels))
 
 
 def test_head_functions_are_device_and_dtype_agnostic():
@@ -226,19 +223,29 @@ def test_head_functions_are_device_and_dtype_agnostic():
 
 @pytest.mark.parametrize('area_thd', [None, 0.05])
 def test_upsampled_decision_equals_resize_then_decide(area_thd):
-    from mmseg.models.utils import resize
     torch.manual_seed(0)
-    query_class = torch.tensor([0, 0, 1, 2, 3, 3, 4])
+    for query_class in (torch.tensor([0, 0, 1, 2, 3, 3, 4]), torch.arange(7)):
+        check_upsampled_decision(query_class, area_thd)
+
+
+def check_upsampled_decision(query_class, area_thd):
+    from mmseg.models.utils import resize
+    num_classes = int(query_class.max()) + 1
     for (h, w), (height, width), band in [((37, 53), (300, 411), 7 * 411),
                                           ((56, 75), (448, 597), 10**6),
                                           ((20, 30), (20, 30), 1),
                                           ((50, 40), (17, 13), 7 * 13 * 4)]:
         logits = torch.randn(7, h, w) * 3
         full = resize(logits[None], size=(height, width), mode='bilinear')
-        _, expected = scoring.decide(full[0], query_class, 5, 0.3, area_thd)
-        got = scoring.upsampled_decision(logits, (height, width),
-                                         query_class, 5, 0.3, area_thd,
-                                         max_elements=band)
+        _, expected = scoring.decide(full[0], query_class, num_classes, 0.3,
+                                     area_thd)
+        got = scoring.upsampled_decision(
+            logits, (height, width),
+            query_class,
+            num_classes,
+            0.3,
+            area_thd,
+            max_elements=band)
         assert got.dtype == torch.long
         assert torch.equal(got, expected), (h, w, height, width)
 

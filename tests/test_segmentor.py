@@ -88,8 +88,7 @@ def test_every_synonym_is_a_query(tiny_segmentor_cfg):
     torch.testing.assert_close(logits[0, :, 0, 0], want)
     probs = want.softmax(0)
     class_probs = torch.stack([probs[0], probs[1:3].max(), probs[3]])
-    torch.testing.assert_close(out.seg_logits.data[:, 0, 0].exp(),
-                               class_probs)
+    torch.testing.assert_close(out.seg_logits.data[:, 0, 0].exp(), class_probs)
     assert int(out.pred_sem_seg.data[0, 0, 0]) == int(class_probs.argmax())
 
 
@@ -284,6 +283,21 @@ def test_pamr_refines_at_the_original_size(tiny_segmentor_cfg):
     torch.testing.assert_close(got.seg_logits.data, scores)
     assert torch.equal(got.pred_sem_seg.data[0], labels)
     assert not torch.equal(got.pred_sem_seg.data, unrefined.pred_sem_seg.data)
+    # photos above test_cfg.max_pamr_pixels: PAMR at the working size
+    small = build(
+        cfg,
+        pamr=dict(num_iter=3, dilations=[1, 2]),
+        test_cfg=dict(SLIDE, max_pamr_pixels=120 * 150 - 1))
+    with torch.no_grad():
+        got = small.predict(image, samples_with_paths(1, (120, 150)))[0]
+    expected = resize(
+        scoring.pamr(image, logits, 3, (1, 2)),
+        ori,
+        mode='bilinear',
+        align_corners=False)
+    scores, labels = scoring.decide(expected[0], plain.query_class, 3, 0.3)
+    torch.testing.assert_close(got.seg_logits.data, scores)
+    assert torch.equal(got.pred_sem_seg.data[0], labels)
 
 
 def test_terms_are_encoded_once(tiny_segmentor_cfg):
@@ -361,8 +375,8 @@ def test_huge_outputs_are_post_processed_in_bands(tiny_segmentor_cfg, flip):
     model.postprocess_result(logits.clone(), normal)
     banded.postprocess_result(logits.clone(), got)
     for ref, ours, out in zip(expected, normal, got):
-        scores, labels = scoring.decide(ref.seg_logits.data,
-                                        model.query_class, 3, 0.3, 0.05)
+        scores, labels = scoring.decide(ref.seg_logits.data, model.query_class,
+                                        3, 0.3, 0.05)
         assert torch.equal(ours.pred_sem_seg.data[0], labels)
         torch.testing.assert_close(ours.seg_logits.data, scores)
         assert torch.equal(out.pred_sem_seg.data[0], labels)

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_cli, shared_data
+from conftest import NO_PAMR, TINY, run_cli, shared_data
 
 ADE = ('configs/oveva_vitb16_ade.py', 'ADEChallengeData2016', 3)
 VOC = ('configs/oveva_vitb16_voc21.py', 'VOCdevkit/VOC2012', 14)
@@ -42,15 +42,15 @@ def test_tools_test_on_real_samples(tmp_path, config, data, count):
 
 def test_batch_of_two_and_tta_through_runner(tmp_path):
     config, data, _ = VOC
-    one = evaluate(config, data, tmp_path / 'b1')
+    one = evaluate(config, data, tmp_path / 'b1', options=[NO_PAMR])
     two = evaluate(
         config,
         data,
         tmp_path / 'b2',
-        options=['test_dataloader.batch_size=2'])
+        options=['test_dataloader.batch_size=2', NO_PAMR])
     for key in ('aAcc', 'mIoU', 'mAcc'):
         assert two[key] == pytest.approx(one[key], abs=0.02)
-    tta = evaluate(config, data, tmp_path / 'tta', '--tta')
+    tta = evaluate(config, data, tmp_path / 'tta', '--tta', options=[NO_PAMR])
     assert {'aAcc', 'mIoU'} <= set(tta) and tta != one
 
 
@@ -99,11 +99,17 @@ def test_mim_test_with_exported_checkpoint(tmp_path):
     assert ckpt.is_file() and 'wrote' in out.stdout
     root = f'test_dataloader.dataset.data_root={shared_data(data)}'
     run_cli('mim', 'test', 'mmseg', config, '--checkpoint', ckpt, '--work-dir',
-            tmp_path / 'mim', '--cfg-options', *TINY, root)
+            tmp_path / 'mim', '--cfg-options', *TINY, root, NO_PAMR)
     by_mim = metrics(tmp_path / 'mim')
     # the same checkpoint through our tool, and the seeded build without it
-    own = evaluate(config, data, tmp_path / 'own', '--checkpoint', ckpt)
-    seeded = evaluate(config, data, tmp_path / 'seeded')
+    own = evaluate(
+        config,
+        data,
+        tmp_path / 'own',
+        '--checkpoint',
+        ckpt,
+        options=[NO_PAMR])
+    seeded = evaluate(config, data, tmp_path / 'seeded', options=[NO_PAMR])
     for key in ('aAcc', 'mIoU', 'mAcc'):
         assert by_mim[key] == own[key] == seeded[key]
 

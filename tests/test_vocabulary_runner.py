@@ -2,7 +2,7 @@
 loopback server and the real ADE20K samples."""
 import re
 
-from conftest import TINY, run_cli, shared_data
+from conftest import NO_PAMR, TINY, run_cli, shared_data
 
 from ov_eva.testing import FakeOpenAIServer
 from ov_eva.vocabulary import VocabularyCache
@@ -16,7 +16,7 @@ def test_runner_prefetches_then_replays(tmp_path):
     env = dict(OPENAI_API_KEY='sk-runner-SECRET')
     with FakeOpenAIServer(latency=0.05) as server:
         options = [
-            *TINY, f'test_dataloader.dataset.data_root={root}',
+            *TINY, NO_PAMR, f'test_dataloader.dataset.data_root={root}',
             'model.vocabulary.type=OpenAIVocabulary',
             f'model.vocabulary.base_url={server.base_url}',
             f'model.vocabulary.cache_file={cache}'
@@ -52,7 +52,7 @@ def test_runner_prefetches_then_replays(tmp_path):
             assert b'sk-runner-SECRET' not in path.read_bytes(), path
 
     replay = run_cli('tools/test.py', CONFIG, '--work-dir', tmp_path / 'w3',
-                     '--cfg-options', *TINY,
+                     '--cfg-options', *TINY, NO_PAMR,
                      f'test_dataloader.dataset.data_root={root}',
                      'model.vocabulary.type=CachedVocabulary',
                      f'model.vocabulary.cache_file={cache}')
@@ -77,7 +77,7 @@ def test_two_process_launch_shards_prefetch_and_matches_one(tmp_path):
     env = dict(OPENAI_API_KEY='sk-dist')
     with FakeOpenAIServer(latency=0.02) as server:
         options = [
-            *TINY, f'test_dataloader.dataset.data_root={root}',
+            *TINY, NO_PAMR, f'test_dataloader.dataset.data_root={root}',
             'model.vocabulary.type=OpenAIVocabulary',
             f'model.vocabulary.base_url={server.base_url}',
             f'model.vocabulary.cache_file={tmp_path / "v.sqlite"}'
@@ -131,6 +131,7 @@ def test_build_tool_from_config_export_import_replay(tmp_path):
             CONFIG,
             '--cfg-options',
             *TINY,
+            NO_PAMR,
             f'test_dataloader.dataset.data_root={root}',
             'model.vocabulary.type=OpenAIVocabulary',
             f'model.vocabulary.base_url={server.base_url}',
@@ -145,7 +146,7 @@ def test_build_tool_from_config_export_import_replay(tmp_path):
     run_cli('tools/build_vocabulary.py', '--cache-file', replica, '--import',
             shared)
     replay = run_cli('tools/test.py', CONFIG, '--work-dir', tmp_path / 'w',
-                     '--cfg-options', *TINY,
+                     '--cfg-options', *TINY, NO_PAMR,
                      f'test_dataloader.dataset.data_root={root}',
                      'model.vocabulary.type=CachedVocabulary',
                      'model.vocabulary.on_missing=error',
@@ -158,7 +159,7 @@ def test_build_tool_from_config_export_import_replay(tmp_path):
 def test_runner_with_lexicon_vocabulary(tmp_path):
     root = shared_data('ADEChallengeData2016')
     options = [
-        *TINY, f'test_dataloader.dataset.data_root={root}',
+        *TINY, NO_PAMR, f'test_dataloader.dataset.data_root={root}',
         'model.vocabulary.type=LexiconVocabulary',
         f'model.vocabulary.cache_file={tmp_path / "v.sqlite"}'
     ]

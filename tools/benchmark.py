@@ -92,6 +92,8 @@ def build(cfg, vocabulary, device):
         timer.wrap(model.vocabulary, 'fetch', 'vocabulary lookup')
     if model.head is not None:
         timer.wrap(model.head, 'forward', 'refinement')
+    # resizing to the original image, PAMR there, the decision
+    timer.wrap(model, 'postprocess_result', 'post-processing')
     return model, timer
 
 

@@ -161,8 +161,8 @@ def published_reference(cfg: Config) -> Dict:
     have = flatten(dict(model))
     changed = sorted(
         key for key, value in flatten(dict(protocol['model'])).items()
-        if not key.endswith('_delete_') and (key not in have
-                                             or have[key] != value))
+        if not key.endswith('_delete_') and (
+            key not in have or have[key] != value))
     if changed:
         return dict(
             published=None,
@@ -345,8 +345,8 @@ def table_rows(rows: List[Dict]) -> List[List[str]]:
             ])
             continue
         out.append([
-            row['config'], row['source'],
-            *(f'{row[key]:.2f}' for key in METRICS),
+            row['config'], row['source'], *(f'{row[key]:.2f}'
+                                            for key in METRICS),
             format_seconds(row['seconds_per_image']),
             '-' if row['tokens'] is None else str(row['tokens']), published,
             delta
@@ -360,11 +360,11 @@ def footnote(world_size: int, rows: List[Dict] = ()) -> str:
     published = (
         '\n\n\\*\\*\\* Published mIoU of the official code on the '
         'same protocol (configs/_base_/protocols.py), for baseline configs '
-        'run as shipped; `-` otherwise.' + ''.join(
-            f'\n[{i}] {source}'
-            for i, source in enumerate(sources(rows), 1)) + ''.join(
-                f"\n{row['config']}: {row['note']}" for row in rows
-                if row['note']))
+        'run as shipped; `-` otherwise.' +
+        ''.join(f'\n[{i}] {source}'
+                for i, source in enumerate(sources(rows), 1)) +
+        ''.join(f"\n{row['config']}: {row['note']}"
+                for row in rows if row['note']))
     return (
         '\\* Seconds per image: mmengine\'s mean test iteration time (`time` '
         'in the run\'s metrics JSON, timed by `IterTimerHook`: data loading, '

@@ -13,8 +13,7 @@ from mmengine.config import Config
 
 TABLE = Path(__file__).resolve().parents[1] / 'configs/_base_/protocols.py'
 NAMES = dict(
-    maskclip='MaskCLIP', sclip='SCLIP', clearclip='ClearCLIP',
-    naclip='NACLIP')
+    maskclip='MaskCLIP', sclip='SCLIP', clearclip='ClearCLIP', naclip='NACLIP')
 COLUMNS = ('method', 'dataset', 'short side', 'windows', 'logit scale',
            'prob_thd', 'area_thd', 'PAMR', 'class file', 'patch fit',
            'published mIoU', 'settings from')
@@ -33,19 +32,18 @@ def rows(protocol) -> list:
             model = row['model']
             pamr = model['pamr']
             out.append([
-                NAMES[method], dataset,
+                NAMES[method],
+                dataset,
                 str(row['short_side']),
                 windows(model['test_cfg']),
                 f"{model['logit_scale']:g}",
                 f"{model['prob_thd']:g}",
-                '-' if model['area_thd'] is None else
-                f"{model['area_thd']:g}",
+                '-' if model['area_thd'] is None else f"{model['area_thd']:g}",
                 '-' if pamr is None else
                 f"{pamr['num_iter']} x {tuple(pamr['dilations'])}",
                 f"`{model['classes']['file']}`",
                 model['clip']['patch_fit'],
-                '-' if row['published'] is None else
-                f"{row['published']:g}",
+                '-' if row['published'] is None else f"{row['published']:g}",
                 f"[cfg]({row['source']})",
             ])
     return out

@@ -69,8 +69,7 @@ __datasets = dict(
     voc21=dict(
         file='cfg_voc21.py',
         classes='voc21',
-        sclip=dict(
-            short_side=336, logit_scale=65, prob_thd=0.1, area_thd=0.1),
+        sclip=dict(short_side=336, logit_scale=65, prob_thd=0.1, area_thd=0.1),
         naclip=dict(short_side=336, window=None, prob_thd=0.1),
         clearclip=dict(short_side=448, prob_thd=0.5)),
     voc20=dict(
@@ -115,22 +114,46 @@ __datasets = dict(
 __published = dict(
     sclip=dict(
         source='https://github.com/wangf3014/SCLIP#results',
-        ade=16.45, cityscapes=32.34, coco_object=33.52, coco_stuff171=22.77,
-        context59=34.46, context60=31.74, voc20=81.54, voc21=59.63),
+        ade=16.45,
+        cityscapes=32.34,
+        coco_object=33.52,
+        coco_stuff171=22.77,
+        context59=34.46,
+        context60=31.74,
+        voc20=81.54,
+        voc21=59.63),
     naclip=dict(
         source='https://github.com/sinahmr/NACLIP#results',
-        voc21=64.07, context60=34.99, coco_object=36.19, voc20=83.03,
-        cityscapes=38.27, context59=38.35, ade=19.05, coco_stuff171=25.69),
+        voc21=64.07,
+        context60=34.99,
+        coco_object=36.19,
+        voc20=83.03,
+        cityscapes=38.27,
+        context59=38.35,
+        ade=19.05,
+        coco_stuff171=25.69),
     clearclip=dict(
         source='https://github.com/mc-lan/ClearCLIP (README, '
         'assets/results.png, Table 2, ViT-B "+ClearCLIP")',
-        voc20=80.9, context59=35.9, coco_stuff171=23.9, cityscapes=30.0,
-        ade=16.7, voc21=None, context60=None, coco_object=None),
+        voc20=80.9,
+        context59=35.9,
+        coco_stuff171=23.9,
+        cityscapes=30.0,
+        ade=16.7,
+        voc21=None,
+        context60=None,
+        coco_object=None),
     maskclip=dict(
         source='https://github.com/mc-lan/ClearCLIP (README, '
         'assets/results.png, Table 2, ViT-B "MaskCLIP")',
-        voc20=74.9, context59=26.4, coco_stuff171=16.4, cityscapes=12.6,
-        ade=9.8, voc21=None, context60=None, coco_object=None))
+        voc20=74.9,
+        context59=26.4,
+        coco_stuff171=16.4,
+        cityscapes=12.6,
+        ade=9.8,
+        voc21=None,
+        context60=None,
+        coco_object=None))
 
 
 def _row(method, dataset):
@@ -172,7 +195,9 @@ def _row(method, dataset):
 
 
 protocol = {
-    method: {dataset: _row(method, dataset)
-             for dataset in __datasets}
+    method: {
+        dataset: _row(method, dataset)
+        for dataset in __datasets
+    }
     for method in __methods
 }

@@ -1,8 +1,8 @@
-# NACLIP on PASCAL VOC 20, CLIP ViT-B/16, on its official
-# protocol: row protocol.naclip.voc20 of ../_base_/protocols.py, which
-# names its source. Given the same weights (e.g. --cfg-options
-# model.clip.pretrained=/path/ViT-B-16.pt) it predicts the official code's
-# labels.
+# NACLIP on PASCAL VOC 20, CLIP ViT-B/16, on the
+# official protocol: row protocol.naclip.voc20 of
+# ../_base_/protocols.py, which names its source. Given the same
+# weights (--cfg-options model.clip.pretrained=/path/ViT-B-16.pt)
+# it predicts the official code's labels.
 _base_ = [
     '../_base_/models/ov_eva_vitb16.py', '../_base_/datasets/voc20.py',
     '../_base_/default_runtime.py', '../_base_/protocols.py'

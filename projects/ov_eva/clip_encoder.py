@@ -343,8 +343,8 @@ class DenseCLIPEncoder(BaseModule):
             # (g + 0.1) / g0: the output has g rows, and the sampling
             # positions follow the scale factor, not g / g0
             resize = dict(
-                scale_factor=tuple((g + 0.1) / n
-                                   for g, n in zip(grid, native)))
+                scale_factor=tuple(
+                    (g + 0.1) / n for g, n in zip(grid, native)))
         else:
             resize = dict(size=tuple(grid))
         patch_pos = F.interpolate(
@@ -357,8 +357,8 @@ class DenseCLIPEncoder(BaseModule):
         (``patch_fit``): per axis, its padding and how the patch-grid logits
         map back onto its pixels."""
         ph, pw = self.patch_size
-        return (fit_axis(height, ph, self.patch_fit),
-                fit_axis(width, pw, self.patch_fit))
+        return (fit_axis(height, ph,
+                         self.patch_fit), fit_axis(width, pw, self.patch_fit))
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) normalised images -> (B, D, h, w) L2-normalised
@@ -396,8 +396,9 @@ class DenseCLIPEncoder(BaseModule):
 
     def _dense(self, images: Tensor, visual: torch.nn.Module) -> Tensor:
         rows, cols = self.fit(*images.shape[-2:])
-        images = F.pad(images, (cols.pad_before, cols.pad_after,
-                                rows.pad_before, rows.pad_after))
+        images = F.pad(
+            images,
+            (cols.pad_before, cols.pad_after, rows.pad_before, rows.pad_after))
         x = visual.conv1(images.to(visual.conv1.weight.dtype))
         grid = tuple(x.shape[-2:])
         x = x.flatten(2).transpose(1, 2)

@@ -43,28 +43,12 @@ def area_keep(counts: Tensor, area_thd: float, bg_idx: int = 0) -> Tensor:
     bool, False for the foreground classes whose area is at most
     ``area_thd`` of all foreground area; the background is always kept."""
     num_classes = len(counts)
-    foreground = torch.ones(num_classes, dtype=torch.bool,
-                            device=counts.device)
+    foreground = torch.ones(
+        num_classes, dtype=torch.bool, device=counts.device)
     foreground[bg_idx] = False
     keep = counts > area_thd * counts[foreground].sum()
     keep[bg_idx] = True
     return keep
-
-
-def label(class_probs: Tensor,
-          prob_thd: float = 0.0,
-          keep: Optional[Tensor] = None,
-          bg_idx: int = 0) -> Tuple[Tensor, Tensor]:
-    """Labels (...) from class probabilities (K, ...): classes not in
-    ``keep`` get probability 0, then argmax (first maximum on ties), and
-    pixels whose top probability is below ``prob_thd`` become ``bg_idx``.
-    Returns the labels and whether each pixel was thresholded."""
-    if keep is not None and not bool(keep.all()):
-        shape = (-1, ) + (1, ) * (class_probs.dim() - 1)
-        class_probs = class_probs * keep.view(shape).to(class_probs)
-    top = class_probs.max(dim=0)  # .indices: argmax's first maximum, faster
-    low = top.values < prob_thd
-    return top.indices.masked_fill(low, bg_idx), low
 
 
 def decide(logits: Tensor,
@@ -94,7 +78,9 @@ def decide(logits: Tensor,
             probs.max(dim=0).indices.flatten(), minlength=num_classes)
         keep = area_keep(counts, area_thd, bg_idx)
         probs = probs * keep[:, None, None].to(probs)
-    labels, low = label(probs, prob_thd, bg_idx=bg_idx)
+    top = probs.max(dim=0)  # .indices: argmax's first maximum, faster
+    low = top.values < prob_thd
+    labels = top.indices.masked_fill(low, bg_idx)
     scores = probs.log()
     if bool(low.any()):
         raised = scores.max(dim=0).values + 1.0
@@ -312,8 +298,9 @@ def bilinear_taps(in_size: int,
     samples (``align_corners=False``, as ``F.interpolate``), ``keep``
     outputs from ``start`` on: output ``i`` is ``x[low[i]] * (1 - frac[i])
     + x[high[i]] * frac[i]``. Returns (low, high, frac)."""
-    src = ((torch.arange(start, start + keep, device=device, dtype=dtype) +
-            0.5) * (in_size / out_size) - 0.5).clamp(min=0)
+    src = (
+        (torch.arange(start, start + keep, device=device, dtype=dtype) + 0.5) *
+        (in_size / out_size) - 0.5).clamp(min=0)
     low = src.floor().long().clamp(max=in_size - 1)
     high = (low + 1).clamp(max=in_size - 1)
     return low, high, src - low
@@ -337,13 +324,10 @@ def bilinear_matrix(in_size: int,
     return matrix
 
 
-def merge_windows(window_logits: Tensor,
-                  y_offsets: Sequence[int],
-                  x_offsets: Sequence[int],
-                  window_size: Tuple[int, int],
-                  upsampled_size: Tuple[int, int],
-                  image_size: Tuple[int, int],
-                  crop_offset: Tuple[int, int] = (0, 0)) -> Tensor:
+def merge_windows(window_logits: Tensor, y_offsets: Sequence[int],
+                  x_offsets: Sequence[int], window_size: Tuple[int, int],
+                  upsampled_size: Tuple[int, int], image_size: Tuple[int, int],
+                  crop_offset: Tuple[int, int]) -> Tensor:
     """Sliding-window logits merged into one image, as mmseg's slide
     inference merges them: each window bilinearly resized to
     ``upsampled_size`` and cropped to ``window_size`` from ``crop_offset``
@@ -457,19 +441,35 @@ def upsampled_decision(logits: Tensor,
                        bg_idx: int = 0,
                        max_elements: int = 2**23) -> Tensor:
     """``decide``'s (H, W) labels for query scores (Q, h, w) resized to
-    ``size``, computed band by band (``upsampled_bands``); SCLIP's area
-    rule takes a first pass that only counts argmax areas."""
-    keep = None
+    ``size``, computed band by band (``upsampled_bands``) for photos whose
+    full-size scores would not fit. The argmax of the class probabilities
+    is taken on the class logits (the softmax keeps their order) and the
+    softmax's normaliser is computed only for the threshold, so this equals
+    ``decide`` but for float rounding. SCLIP's area rule takes a first pass
+    that only counts argmax areas."""
+    one_each = len(query_class) == num_classes
+
+    def class_logits(band):
+        return band if one_each else class_scores(band[None], query_class,
+                                                  num_classes)[0]
+
+    removed = None
     if area_thd is not None:
         counts = torch.zeros(
             num_classes, dtype=torch.long, device=logits.device)
         for _, band in upsampled_bands(logits, size, max_elements):
-            top = class_probabilities(band, query_class,
-                                      num_classes).max(dim=0).indices
+            top = class_logits(band).max(dim=0).indices
             counts += torch.bincount(top.flatten(), minlength=num_classes)
-        keep = area_keep(counts, area_thd, bg_idx)
+        removed = ~area_keep(counts, area_thd, bg_idx)
     pred = torch.empty(size, dtype=torch.long, device=logits.device)
     for rows, band in upsampled_bands(logits, size, max_elements):
-        probs = class_probabilities(band, query_class, num_classes)
-        pred[rows] = label(probs, prob_thd, keep, bg_idx)[0]
+        scores = class_logits(band)
+        if removed is not None:  # not in place: the normaliser keeps all
+            scores = scores.masked_fill(removed[:, None, None], -torch.inf)
+        top = scores.max(dim=0)
+        labels = top.indices
+        if prob_thd > 0:
+            low = (top.values - band.logsumexp(dim=0)).exp() < prob_thd
+            labels = labels.masked_fill(low, bg_idx)
+        pred[rows] = labels
     return pred

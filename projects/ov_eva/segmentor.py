@@ -137,7 +137,7 @@ class OVEVASegmentor(EncoderDecoder):
         self.prob_thd, self.area_thd, self.bg_idx = prob_thd, area_thd, bg_idx
         self.align_corners = False
         self.test_cfg = ConfigDict(test_cfg or dict(mode='whole'))
-        for knob in ('batch_windows', 'max_output_logits'):
+        for knob in ('batch_windows', 'max_output_logits', 'max_pamr_pixels'):
             value = self.test_cfg.get(knob)
             if value is not None and (not isinstance(value, int)
                                       or isinstance(value, bool) or value < 1):
@@ -387,13 +387,17 @@ class OVEVASegmentor(EncoderDecoder):
         When Q x H x W of the original image exceeds
         ``test_cfg.max_output_logits`` (default 2**28, 1 GiB of float32),
         ``pred_sem_seg`` is decided band by band at full resolution
-        (``scoring.upsampled_decision``), PAMR runs at the working
-        resolution, and ``seg_logits`` are kept at the working resolution,
-        so memory follows the resized image, not the photo.
+        (``scoring.upsampled_decision``) and ``seg_logits`` are kept at the
+        working resolution, so memory follows the resized image, not the
+        photo. PAMR, whose buffers hold 16 floats a pixel, runs at the
+        working resolution then, and for photos of more than
+        ``test_cfg.max_pamr_pixels`` pixels (default 2**22, 2048 x 2048;
+        every benchmark image is smaller).
         """
         if data_samples is None:
             data_samples = [SegDataSample() for _ in range(len(seg_logits))]
         limit = self.test_cfg.get('max_output_logits', 2**28)
+        pamr_limit = self.test_cfg.get('max_pamr_pixels', 2**22)
         num_queries = seg_logits.shape[1]
         for i, sample in enumerate(data_samples):
             meta = sample.metainfo
@@ -401,32 +405,41 @@ class OVEVASegmentor(EncoderDecoder):
             # strides sends F.interpolate down a path ~6x slower
             logits = self._unpad_unflip(seg_logits[i:i + 1], meta)
             size = tuple(meta.get('ori_shape', logits.shape[-2:])[:2])
-            image = None
-            if self.pamr is not None and inputs is not None:
-                image = self._unpad_unflip(inputs[i:i + 1], meta)
             full = num_queries * size[0] * size[1] <= limit
-            if full:
+            if self.pamr is not None and inputs is not None:
+                # at the original size as the references, unless the photo
+                # is too large for PAMR's per-pixel buffers
+                image = self._unpad_unflip(inputs[i:i + 1], meta).float()
+                if full and size[0] * size[1] <= pamr_limit:
+                    image = resize(
+                        image,
+                        size=size,
+                        mode='bilinear',
+                        align_corners=self.align_corners,
+                        warning=False)
+                    logits = resize(
+                        logits,
+                        size=size,
+                        mode='bilinear',
+                        align_corners=self.align_corners,
+                        warning=False)
+                logits = scoring.pamr(image, logits, **self.pamr)
+            if full and tuple(logits.shape[-2:]) != size:
                 logits = resize(
                     logits,
                     size=size,
                     mode='bilinear',
                     align_corners=self.align_corners,
                     warning=False)
-            if image is not None:
-                image = resize(
-                    image.float(),
-                    size=logits.shape[-2:],
-                    mode='bilinear',
-                    align_corners=self.align_corners,
-                    warning=False)
-                logits = scoring.pamr(image, logits, **self.pamr)
             scores, pred = scoring.decide(logits[0], self.query_class,
                                           self.num_classes, self.prob_thd,
                                           self.area_thd, self.bg_idx)
             if not full:
-                pred = scoring.upsampled_decision(
-                    logits[0], size, self.query_class, self.num_classes,
-                    self.prob_thd, self.area_thd, self.bg_idx)
+                pred = scoring.upsampled_decision(logits[0], size,
+                                                  self.query_class,
+                                                  self.num_classes,
+                                                  self.prob_thd, self.area_thd,
+                                                  self.bg_idx)
             sample.set_data(
                 dict(
                     seg_logits=PixelData(data=scores),
