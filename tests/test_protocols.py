@@ -144,3 +144,11 @@ def test_oveva_without_vocabulary_is_its_baseline(tmp_path):
                          'model.pamr.num_iter=2',
                          'test_dataloader.dataset.indices=1')
     assert any((label != lexicon[name]).any() for name, label in base.items())
+
+
+def test_readme_shows_the_table():
+    out = run_cli('tools/print_protocols.py')
+    table = out.stdout
+    assert table.count('\n') == 2 + len(METHODS) * len(DATASETS)
+    assert table in (REPO / 'README.md').read_text(), (
+        'README.md: paste the output of python tools/print_protocols.py')

@@ -138,7 +138,7 @@ def test_tensor_mode_and_no_training(tiny_segmentor_cfg):
     (dict(test_cfg=dict(mode='whole', batch_windows=0)), ValueError,
      'test_cfg.batch_windows=0'),
     (dict(pamr=dict(steps=3)), ValueError, 'keys num_iter and dilations'),
-    (dict(pamr=dict(num_iter=0)), ValueError, 'num_iter must be'),
+    (dict(pamr=dict(num_iter=-1)), ValueError, 'num_iter must be'),
     (dict(pamr=dict(dilations=(8, 0))), ValueError, 'dilations whole'),
     (dict(pamr=True), ValueError, 'give None or a dict'),
     (dict(area_thd=1.5), ValueError, 'model.area_thd=1.5'),
@@ -269,6 +269,7 @@ def test_pamr_refines_at_the_original_size(tiny_segmentor_cfg):
     refined = build(cfg, pamr=dict(num_iter=3, dilations=[1, 2]))
     assert refined.pamr == dict(num_iter=3, dilations=(1, 2))
     assert build(cfg, pamr=dict()).pamr == dict(num_iter=10, dilations=(8, 16))
+    assert build(cfg, pamr=dict(num_iter=0)).pamr is None  # 0 steps: off
     image = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         logits = plain.inference(

@@ -39,7 +39,7 @@ def rows(protocol) -> list:
                 f"{model['logit_scale']:g}",
                 f"{model['prob_thd']:g}",
                 '-' if model['area_thd'] is None else f"{model['area_thd']:g}",
-                '-' if pamr is None else
+                '-' if not pamr or not pamr['num_iter'] else
                 f"{pamr['num_iter']} x {tuple(pamr['dilations'])}",
                 f"`{model['classes']['file']}`",
                 model['clip']['patch_fit'],

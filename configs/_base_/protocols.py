@@ -32,7 +32,7 @@ __methods = dict(
         clip=dict(variant='sclip', patch_fit='truncate'),
         window=(224, 112),
         logit_scale=40,
-        pamr=None,
+        pamr=dict(num_iter=0, dilations=(8, 16)),
         classes='sclip'),
     naclip=dict(
         repo='naclip',
@@ -46,14 +46,14 @@ __methods = dict(
         clip=dict(variant='clearclip', patch_fit='pad_centre'),
         window=(448, 224),
         logit_scale=50,
-        pamr=None,
+        pamr=dict(num_iter=0, dilations=(8, 16)),
         classes='clearclip'),
     maskclip=dict(
         repo='clearclip',
         clip=dict(variant='vanilla', patch_fit='pad_centre'),
         window=(448, 224),
         logit_scale=50,
-        pamr=None,
+        pamr=dict(num_iter=0, dilations=(8, 16)),
         classes='clearclip'))
 
 # Per dataset and method, what its cfg_<dataset>.py sets: the test short side

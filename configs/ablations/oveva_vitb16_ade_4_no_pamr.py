@@ -2,4 +2,4 @@
 # refinement of the final logits that NACLIP's protocol (and so every other
 # OV-EVA config) runs: what OV-EVA gives on NACLIP's plain score maps.
 _base_ = ['./oveva_vitb16_ade_3_refinement.py']
-model = dict(pamr=None)
+model = dict(pamr=dict(num_iter=0))

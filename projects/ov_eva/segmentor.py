@@ -69,7 +69,7 @@ class OVEVASegmentor(EncoderDecoder):
             the vocabulary (the baseline).
         pamr: PAMR refinement of the final logits at the original image
             size, guided by the normalised input resized there (DESIGN.md
-            step 6; off by default): None, or e.g.
+            step 6; off by default): None or ``num_iter=0`` (off), or e.g.
             ``dict(num_iter=10, dilations=(8, 16))`` as NACLIP uses it.
             Costs seconds per ADE20K-sized image on 2 CPU cores.
         test_cfg: mmseg's ``dict(mode='whole')`` or
@@ -159,11 +159,13 @@ class OVEVASegmentor(EncoderDecoder):
         if isinstance(dilations, int):
             dilations = (dilations, )
         if not isinstance(num_iter, int) or isinstance(num_iter, bool) \
-                or num_iter < 1 or not dilations or not all(
+                or num_iter < 0 or not dilations or not all(
                     isinstance(d, int) and d >= 1 for d in dilations):
             raise ValueError(
-                f'model.pamr={pamr!r}: num_iter must be a whole number >= 1 '
+                f'model.pamr={pamr!r}: num_iter must be a whole number >= 0 '
                 'and dilations whole numbers >= 1, e.g. (8, 16)')
+        if num_iter == 0:  # no step: the identity
+            return None
         return dict(num_iter=num_iter, dilations=tuple(dilations))
 
     @property
