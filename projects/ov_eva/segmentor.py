@@ -408,31 +408,19 @@ class OVEVASegmentor(EncoderDecoder):
             logits = self._unpad_unflip(seg_logits[i:i + 1], meta)
             size = tuple(meta.get('ori_shape', logits.shape[-2:])[:2])
             full = num_queries * size[0] * size[1] <= limit
-            if self.pamr is not None and inputs is not None:
-                # at the original size as the references, unless the photo
-                # is too large for PAMR's per-pixel buffers
+            # PAMR at the original size as the references, unless the photo
+            # is too large for its per-pixel buffers: then at working size
+            refine = self.pamr is not None and inputs is not None
+            pamr_at_full_size = full and size[0] * size[1] <= pamr_limit
+            if refine:
                 image = self._unpad_unflip(inputs[i:i + 1], meta).float()
-                if full and size[0] * size[1] <= pamr_limit:
-                    image = resize(
-                        image,
-                        size=size,
-                        mode='bilinear',
-                        align_corners=self.align_corners,
-                        warning=False)
-                    logits = resize(
-                        logits,
-                        size=size,
-                        mode='bilinear',
-                        align_corners=self.align_corners,
-                        warning=False)
+            if refine and not pamr_at_full_size:
                 logits = scoring.pamr(image, logits, **self.pamr)
-            if full and tuple(logits.shape[-2:]) != size:
-                logits = resize(
-                    logits,
-                    size=size,
-                    mode='bilinear',
-                    align_corners=self.align_corners,
-                    warning=False)
+            if full:
+                logits = self._resize(logits, size)
+            if refine and pamr_at_full_size:
+                logits = scoring.pamr(
+                    self._resize(image, size), logits, **self.pamr)
             scores, pred = scoring.decide(logits[0], self.query_class,
                                           self.num_classes, self.prob_thd,
                                           self.area_thd, self.bg_idx)
@@ -447,6 +435,17 @@ class OVEVASegmentor(EncoderDecoder):
                     seg_logits=PixelData(data=scores),
                     pred_sem_seg=PixelData(data=pred[None])))
         return data_samples
+
+    def _resize(self, x: Tensor, size: tuple) -> Tensor:
+        """mmseg's bilinear resize, skipped when ``x`` has the size."""
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        return resize(
+            x,
+            size=size,
+            mode='bilinear',
+            align_corners=self.align_corners,
+            warning=False)
 
     @staticmethod
     def _unpad_unflip(logits: Tensor, meta: dict) -> Tensor:
