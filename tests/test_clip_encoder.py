@@ -192,10 +192,32 @@ def test_local_weights_file(tmp_path):
     torch.save(source.state_dict(), path)
     torch.manual_seed(2)
     encoder = DenseCLIPEncoder('ov-eva-tiny', pretrained=str(path))
+    assert not encoder.weights_loaded  # the architecture only, so far
+    encoder.init_weights()  # mmengine's convention
     for key, value in source.state_dict().items():
         torch.testing.assert_close(encoder.model.state_dict()[key], value)
-    assert encoder.text_fingerprint() == DenseCLIPEncoder(
-        'ov-eva-tiny', pretrained=str(path)).text_fingerprint()
+    # or on first use, e.g. through mmseg's init_model
+    lazy = DenseCLIPEncoder('ov-eva-tiny', pretrained=str(path))
+    assert encoder.text_fingerprint() == lazy.text_fingerprint()
+    assert lazy.weights_loaded
+
+
+def test_a_checkpoint_brings_the_weights(tmp_path, monkeypatch):
+    """Weights from a checkpoint: the pretrained tag is never fetched, not
+    even offline with nothing cached."""
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setenv('HF_HOME', str(tmp_path / 'empty_hub'))
+    encoder = DenseCLIPEncoder(
+        'ViT-B-16', pretrained='openai', cache_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match='not in the local cache'):
+        encoder.init_weights()
+    torch.manual_seed(3)
+    source = DenseCLIPEncoder('ViT-B-16', quick_gelu=True)
+    encoder.load_state_dict(source.state_dict())
+    encoder.init_weights()  # nothing left to load
+    with torch.no_grad():
+        torch.testing.assert_close(
+            encoder.encode_text(['a cat']), source.encode_text(['a cat']))
 
 
 def test_quick_gelu_follows_the_weights_file(tmp_path):

@@ -145,3 +145,40 @@ def test_clear_errors_from_the_command_line(tmp_path):
     assert time.monotonic() - start < 60
     assert "'ViT-B-16'" in offline.stderr and "'openai'" in offline.stderr
     assert 'local weights file' in offline.stderr
+
+
+def test_mim_test_offline_from_a_checkpoint_alone(tmp_path):
+    """A checkpoint holding the CLIP weights is all `mim test` needs: the
+    config names the 'openai' tag, which is not cached, and the hub is
+    off. (Random ViT-B/16 weights stand in for OpenAI's.)"""
+    import torch
+    config = 'configs/baselines/naclip_vitb16_cityscapes.py'
+    ckpt = tmp_path / 'vitb16.pth'
+    run_cli('tools/export_checkpoint.py', config, ckpt, '--cfg-options',
+            'model.clip.pretrained=None')
+    meta = torch.load(ckpt, map_location='cpu', weights_only=True)['meta']
+    assert 'needs neither the pretrained tag' in meta['holds']
+    assert meta['clip']['name'] == 'ViT-B-16'
+    assert meta['clip']['weights_fingerprint']
+    offline = dict(
+        HF_HUB_OFFLINE='1',
+        HF_HOME=str(tmp_path / 'empty_hub'),
+        XDG_CACHE_HOME=str(tmp_path / 'empty_cache'))
+    root = f'test_dataloader.dataset.data_root={shared_data("cityscapes")}'
+    fast = ['model.templates=single', NO_PAMR]
+    run_cli('mim', 'test', 'mmseg', config, '--checkpoint', ckpt, '--work-dir',
+            tmp_path / 'mim', '--cfg-options', root, *fast, env=offline)
+    assert 0 <= metrics(tmp_path / 'mim')['mIoU'] <= 100
+    # without the checkpoint the same run stops at once, saying what to do
+    failed = run_cli(
+        'tools/test.py',
+        config,
+        '--work-dir',
+        tmp_path / 'own',
+        '--cfg-options',
+        root,
+        *fast,
+        env=offline,
+        check=False)
+    assert failed.returncode != 0
+    assert 'not in the local cache' in failed.stderr + failed.stdout

@@ -36,10 +36,21 @@ def main():
     set_random_seed(**cfg.get('randomness', dict(seed=0)))
     from mmseg.registry import MODELS
     model = MODELS.build(cfg.model)
+    model.init_weights()  # the config's CLIP weights
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    clip = model.clip
     # Plain types only: mmengine loads checkpoints with weights_only=True.
-    meta = dict(config=cfg.pretty_text, clip=cfg.model.clip.to_dict())
+    meta = dict(
+        holds='the CLIP weights of model.clip; OV-EVA has no trained '
+        'parameters. Loading this checkpoint needs neither the pretrained '
+        'tag nor the network.',
+        clip=dict(
+            cfg.model.clip.to_dict(),
+            quick_gelu=type(clip.model.visual.transformer.resblocks[0].mlp.
+                            gelu).__name__ == 'QuickGELU',
+            weights_fingerprint=clip.fingerprint()),
+        config=cfg.pretty_text)
     save_checkpoint(dict(meta=meta, state_dict=model.state_dict()), str(out))
     print(f'wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, '
           f'{len(model.state_dict())} tensors)')

@@ -15,6 +15,7 @@ import os.path as osp
 import torch
 import torch.distributed as dist
 from mmengine.config import Config, DictAction
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 
@@ -99,6 +100,10 @@ def main():
     cfg = build_config(args)
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    if cfg.load_from is None:  # the config's own weights, fetched now
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        model.init_weights()
     runner.test()
 
 

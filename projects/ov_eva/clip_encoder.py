@@ -193,63 +193,98 @@ def file_quick_gelu(name: str, path: str) -> Tuple[bool, str]:
     return False, f"open_clip's {name!r} default"
 
 
+def check_model_name(name: str) -> None:
+    if name not in open_clip.list_models() and ':' not in name:
+        import difflib
+        close = difflib.get_close_matches(name, open_clip.list_models(), 3)
+        hint = f' (did you mean {", ".join(close)}?)' if close else ''
+        raise ValueError(f'unknown open_clip model {name!r} in '
+                         f'model.clip.name{hint}; see open_clip.list_models()')
+
+
+def weights_quick_gelu(name: str,
+                       pretrained: Optional[str],
+                       quick_gelu: Optional[bool] = None) -> bool:
+    """The MLP activation of ``pretrained`` (a tag, a local file or None)
+    without fetching anything: ``quick_gelu`` when given, else the tag's
+    setting or ``file_quick_gelu``'s rules (logged). Unknown tags fail."""
+    if pretrained is None:
+        return bool(quick_gelu)
+    path = os.path.expanduser(pretrained)
+    if os.path.isfile(path):
+        if quick_gelu is None:
+            quick_gelu, why = file_quick_gelu(name, path)
+            print_log(
+                f'CLIP weights file {path}: '
+                f"{'QuickGELU' if quick_gelu else 'GELU'} ({why})",
+                logger='current')
+        return bool(quick_gelu)
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+    if not tag_cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        raise FileNotFoundError(
+            f'model.clip.pretrained={pretrained!r} for model {name!r} is '
+            f'neither a file nor a known tag (tags: {tags}); give an '
+            'open_clip tag or the path of a local weights file')
+    return bool(tag_cfg.get('quick_gelu', False)) if quick_gelu is None \
+        else bool(quick_gelu)
+
+
+def weights_file(name: str,
+                 pretrained: str,
+                 cache_dir: Optional[str] = None) -> str:
+    """The local file of ``pretrained`` (a file, or a tag's download in the
+    cache, fetched once where the hub is reachable); without network and
+    not cached, a FileNotFoundError within seconds that says what to do."""
+    path = os.path.expanduser(pretrained)
+    if os.path.isfile(path):
+        return path
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+    local = _cached_weights(tag_cfg, cache_dir)
+    if local is not None:
+        return local
+    if hub_offline() or not hub_reachable():
+        raise FileNotFoundError(
+            f'CLIP weights {name!r} / {pretrained!r} are not in the local '
+            'cache and the hub is unreachable (or HF_HUB_OFFLINE=1). '
+            'Fetch them once where there is network (python -c "import '
+            f"open_clip; open_clip.create_model('{name}', "
+            f"pretrained='{pretrained}')\") and copy the cache "
+            '(~/.cache/huggingface), or set model.clip.pretrained to a '
+            'local weights file (e.g. open_clip_pytorch_model.bin), or load '
+            'a checkpoint that holds them (tools/export_checkpoint.py).')
+    return open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir)
+
+
+def build_clip_model(name: str, quick_gelu: bool) -> torch.nn.Module:
+    """The open_clip architecture with random weights, quietly (open_clip
+    warns that no weights were loaded: they are loaded later)."""
+    import logging
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        return open_clip.create_model(name, force_quick_gelu=quick_gelu)
+    finally:
+        logging.disable(previous)
+
+
 def create_clip_model(name: str,
                       pretrained: Optional[str] = None,
                       cache_dir: Optional[str] = None,
                       quick_gelu: Optional[bool] = None) -> torch.nn.Module:
-    """``open_clip.create_model`` that fails fast and clearly offline.
-
-    ``pretrained`` is an open_clip tag (weights downloaded once into
-    ``cache_dir``), a local weights file, or None for random weights.
-    ``quick_gelu`` is the MLP activation the weights were trained with:
-    None follows the tag, or for a file ``file_quick_gelu``; OpenAI's
-    weights need QuickGELU, and GELU changes every feature.
-    """
-    if name not in open_clip.list_models() and ':' not in name:
-        raise ValueError(
-            f'unknown open_clip model {name!r} in model.clip.name; '
-            f'known names: {", ".join(open_clip.list_models())}')
-    kwargs = dict(cache_dir=cache_dir)
-    if pretrained is None:
-        print_log(
-            f'CLIP model {name!r} has random weights (clip.pretrained=None)',
-            logger='current')
-    elif os.path.isfile(os.path.expanduser(pretrained)):
-        pretrained = os.path.expanduser(pretrained)
-        if quick_gelu is None:
-            quick_gelu, why = file_quick_gelu(name, pretrained)
-            print_log(
-                f'CLIP weights file {pretrained}: '
-                f"{'QuickGELU' if quick_gelu else 'GELU'} ({why})",
-                logger='current')
-    else:
-        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
-        if not tag_cfg:
-            tags = open_clip.list_pretrained_tags_by_model(name)
-            raise FileNotFoundError(
-                f'clip.pretrained={pretrained!r} for model {name!r} is '
-                'neither a file nor a known tag (tags: '
-                f'{tags}); give an open_clip tag or the path of a local '
-                'weights file')
-        if quick_gelu is None:
-            quick_gelu = bool(tag_cfg.get('quick_gelu', False))
-        local = _cached_weights(tag_cfg, cache_dir)
-        if local is not None:
-            pretrained = local
-        elif hub_offline() or not hub_reachable():
-            raise FileNotFoundError(
-                f'CLIP weights {name!r} / {pretrained!r} are not in the local '
-                'cache and the hub is unreachable (or HF_HUB_OFFLINE=1). '
-                'Fetch them once where there is network (python -c "import '
-                f"open_clip; open_clip.create_model('{name}', "
-                f"pretrained='{pretrained}')\") and copy the cache "
-                '(~/.cache/huggingface), or set model.clip.pretrained to a '
-                'local weights file (e.g. open_clip_pytorch_model.bin).')
-    return open_clip.create_model(
-        name,
-        pretrained=pretrained,
-        force_quick_gelu=bool(quick_gelu),
-        **kwargs)
+    """An open_clip model with its weights (``pretrained``: an open_clip
+    tag, downloaded once into ``cache_dir``; a local weights file; or None
+    for random weights), failing fast and clearly offline. ``quick_gelu``
+    is the MLP activation the weights were trained with: None follows the
+    tag or the file (``file_quick_gelu``); OpenAI's weights need QuickGELU,
+    and GELU changes every feature."""
+    check_model_name(name)
+    model = build_clip_model(name,
+                             weights_quick_gelu(name, pretrained, quick_gelu))
+    if pretrained is not None:
+        open_clip.load_checkpoint(model,
+                                  weights_file(name, pretrained, cache_dir))
+    return model
 
 
 @MODELS.register_module()
@@ -275,6 +310,11 @@ class DenseCLIPEncoder(BaseModule):
             cast once (see ``image_tower``). Features are returned in
             float32; text is always encoded in float32 (it is cached).
         cache_dir: where open_clip keeps downloaded weights.
+
+    The architecture is built at once, the weights are loaded by
+    ``init_weights()`` or on first use, unless a checkpoint loaded first
+    brings them: a run from a checkpoint never needs the pretrained tag, its
+    cache or the network.
     """
 
     def __init__(self,
@@ -300,7 +340,18 @@ class DenseCLIPEncoder(BaseModule):
         self.name, self.pretrained = name, pretrained
         self.variant, self.gaussian_std = variant, gaussian_std
         self.patch_fit, self.pos_resize = patch_fit, pos_resize
-        self.model = create_clip_model(name, pretrained, cache_dir, quick_gelu)
+        self.cache_dir = cache_dir
+        check_model_name(name)
+        # the architecture now; the weights in init_weights() (mmengine's
+        # convention) or on first use, unless a checkpoint brings them
+        self.model = build_clip_model(
+            name, weights_quick_gelu(name, pretrained, quick_gelu))
+        self.weights_loaded = pretrained is None
+        if pretrained is None:
+            print_log(
+                f'CLIP model {name!r} has random weights '
+                '(clip.pretrained=None)',
+                logger='current')
         # eval mode; parameters keep requires_grad so that mmengine can wrap
         # the segmentor in DistributedDataParallel (it refuses a frozen one)
         self.model.eval()
@@ -313,12 +364,36 @@ class DenseCLIPEncoder(BaseModule):
         self.tokenizer = open_clip.get_tokenizer(name)
         self._cast_tower: Optional[tuple] = None  # (key, tower), see below
 
+    def init_weights(self) -> None:
+        """Load ``pretrained`` (a no-op once weights are loaded, e.g. from a
+        checkpoint)."""
+        super().init_weights()
+        self.load_pretrained()
+
+    def load_pretrained(self) -> None:
+        if self.weights_loaded:
+            return
+        path = weights_file(self.name, self.pretrained, self.cache_dir)
+        open_clip.load_checkpoint(self.model, path)
+        self.model.eval()
+        self.weights_loaded = True
+        print_log(
+            f'CLIP {self.name!r} weights {self.pretrained!r} loaded from '
+            f'{path}',
+            logger='current')
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if any(key.startswith(prefix + 'model.') for key in state_dict):
+            self.weights_loaded = True  # a checkpoint brought them
+
     @property
     def patch_size(self) -> Tuple[int, int]:
         return tuple(self.model.visual.patch_size)
 
     @property
     def logit_scale(self) -> float:
+        self.load_pretrained()
         return float(self.model.logit_scale.detach().exp())
 
     def positional_embedding(
@@ -364,6 +439,7 @@ class DenseCLIPEncoder(BaseModule):
         """(B, 3, H, W) normalised images -> (B, D, h, w) L2-normalised
         float32 patch embeddings; sides that are not whole patches are
         padded with zeros or truncated by ``patch_fit`` (see ``fit``)."""
+        self.load_pretrained()
         dtype = autocast_dtype(self.autocast, images.device)
         return self._dense(images, self.image_tower(dtype))
 
@@ -441,6 +517,7 @@ class DenseCLIPEncoder(BaseModule):
                     batch_size: int = 256) -> Tensor:
         """L2-normalised embeddings (N, D) of ``texts``, on the model's
         device."""
+        self.load_pretrained()
         device = self.model.logit_scale.device
         chunks: List[Tensor] = []
         for start in range(0, len(texts), batch_size):
@@ -491,6 +568,7 @@ class DenseCLIPEncoder(BaseModule):
         tower only. A strided sample of every tensor keeps it fast on large
         models."""
         import hashlib
+        self.load_pretrained()
         digest = hashlib.sha256(self.name.encode())
         for key, tensor in self.model.state_dict().items():
             if key.startswith('visual.') and not visual:
