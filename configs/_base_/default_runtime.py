@@ -22,5 +22,10 @@ default_hooks = dict(
 test_cfg = dict(type='TestLoop')
 val_cfg = dict(type='ValLoop')
 tta_model = dict(type='SegTTAModel')
-# Fills the vocabulary cache before testing; does nothing without a source.
-custom_hooks = [dict(type='VocabularyPrefetchHook')]
+# Checks the model's classes against the test dataset's (and takes the
+# dataset's when model.classes is None); fills the vocabulary cache before
+# testing (does nothing without a source).
+custom_hooks = [
+    dict(type='DatasetClassesHook'),
+    dict(type='VocabularyPrefetchHook')
+]

@@ -8,9 +8,10 @@ from . import compat
 compat.install()  # before anything imports mmseg
 
 from .clip_encoder import DenseCLIPEncoder  # noqa: E402
-from .datasets import COCOObjectDataset, PascalVOC20Dataset  # noqa: E402
+from .datasets import (ClassFileSegDataset, COCOObjectDataset,  # noqa: E402
+                       PascalVOC20Dataset)
 from .head import OVEVAHead  # noqa: E402
-from .hooks import VocabularyPrefetchHook  # noqa: E402
+from .hooks import DatasetClassesHook, VocabularyPrefetchHook  # noqa: E402
 from .registry import VOCABULARIES  # noqa: E402
 from .segmentor import OVEVASegmentor  # noqa: E402
 from .text_bank import TextBank, read_class_file  # noqa: E402
@@ -19,5 +20,6 @@ __version__ = '0.1.0'
 __all__ = [
     'DenseCLIPEncoder', 'OVEVASegmentor', 'OVEVAHead', 'TextBank',
     'read_class_file', 'PascalVOC20Dataset', 'COCOObjectDataset',
-    'VocabularyPrefetchHook', 'VOCABULARIES'
+    'VocabularyPrefetchHook', 'VOCABULARIES', 'ClassFileSegDataset',
+    'DatasetClassesHook'
 ]

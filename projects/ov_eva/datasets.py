@@ -14,11 +14,16 @@ dataset class:
 
 PASCAL Context 60/59, ADE20K, COCO-Stuff and Cityscapes use mmseg's own
 dataset classes.
+
+``ClassFileSegDataset`` is for your own data: a folder in mmseg's layout
+whose classes come from a class file (``configs/custom/``).
 """
 from typing import List
 
 from mmseg.datasets import BaseSegDataset, COCOStuffDataset, PascalVOCDataset
 from mmseg.registry import DATASETS
+
+from .text_bank import read_class_file
 
 
 def _pascal_color_map(num: int) -> List[List[int]]:
@@ -90,3 +95,19 @@ class COCOObjectDataset(BaseSegDataset):
             seg_map_suffix=seg_map_suffix,
             reduce_zero_label=reduce_zero_label,
             **kwargs)
+
+
+@DATASETS.register_module()
+class ClassFileSegDataset(BaseSegDataset):
+    """Images and label PNGs in mmseg's layout (``data_prefix`` folders,
+    ``img_suffix`` / ``seg_map_suffix``) whose classes are a class file: one
+    class a line, synonyms comma-separated, a label value ``v`` meaning the
+    class on line ``v + 1`` (after ``reduce_zero_label``), 255 ignored. The
+    metainfo gets each line's first name; ``DatasetClassesHook`` gives the
+    model every synonym when ``model.classes`` is None."""
+
+    def __init__(self, class_file: str, metainfo=None, **kwargs):
+        self.class_file = class_file
+        names = tuple(c[0] for c in read_class_file(class_file))
+        super().__init__(
+            metainfo=dict(metainfo or {}, classes=names), **kwargs)

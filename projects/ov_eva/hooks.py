@@ -1,4 +1,5 @@
-"""Runner hooks: fill the vocabulary cache before the test loop."""
+"""Runner hooks: the model's classes against the test dataset's, and the
+vocabulary cache filled before the test loop."""
 from typing import Optional
 
 from mmengine.dist import (all_gather_object, barrier, get_dist_info,
@@ -8,6 +9,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
+from .text_bank import read_class_file
 from .vocabulary.prefetch import PrefetchSummary, prefetch
 
 
@@ -17,6 +19,53 @@ def find_segmentor(model):
                                       and not hasattr(model, 'vocabulary')):
         model = model.module
     return model
+
+
+def _names(classes, count=4) -> str:
+    names = [c[0] if isinstance(c, (list, tuple)) else c for c in classes]
+    more = f', ... ({len(names)} in all)' if len(names) > count else ''
+    return ', '.join(repr(n) for n in names[:count]) + more
+
+
+@HOOKS.register_module()
+class DatasetClassesHook(Hook):
+    """Before testing, the model's classes against the test dataset's:
+    ``model.classes=None`` takes the dataset's (all synonyms of its class
+    file for ``ClassFileSegDataset``, else the names in its metainfo), and
+    a different number of classes stops the run before the first image,
+    naming both (the metric would score class k of the model against class
+    k of the labels)."""
+    priority = 'HIGHEST'  # before the vocabulary prefetch, which needs them
+
+    def before_test(self, runner) -> None:
+        segmentor = find_segmentor(runner.model)
+        if not hasattr(segmentor, 'set_classes'):
+            return
+        dataset = runner.test_dataloader.dataset
+        names = list(dataset.metainfo.get('classes') or [])
+        kind = type(dataset).__name__
+        if segmentor.classes is None:
+            if not names:
+                raise ValueError(
+                    f'model.classes is None and the test dataset ({kind}) '
+                    'names no classes in its metainfo: set model.classes to '
+                    'a class file or list')
+            class_file = getattr(dataset, 'class_file', None)
+            classes = read_class_file(class_file) if class_file else [
+                [name] for name in names
+            ]
+            segmentor.set_classes(classes)
+            print_log(
+                f'model.classes: the {len(classes)} classes of the test '
+                f'dataset ({kind}{f", {class_file}" if class_file else ""})',
+                logger='current')
+        elif names and len(names) != segmentor.num_classes:
+            raise ValueError(
+                f'model.classes has {segmentor.num_classes} classes '
+                f'({_names(segmentor.classes)}) but the test dataset '
+                f'({kind}) has {len(names)} ({_names(names)}): give '
+                'model.classes the dataset\'s classes in its label order, or '
+                'model.classes=None to take them from the dataset')
 
 
 @HOOKS.register_module()

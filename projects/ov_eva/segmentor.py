@@ -42,8 +42,9 @@ class OVEVASegmentor(EncoderDecoder):
     Args:
         clip: config of the dense CLIP encoder (``DenseCLIPEncoder`` keys:
             ``name``, ``pretrained``, ``variant``, ...).
-        classes: class file path, shipped class-file name (``'ade20k'``) or
-            a list of classes, each ``'name, synonym, ...'``.
+        classes: class file path, shipped class-file name (``'ade20k'``),
+            a list of classes, each ``'name, synonym, ...'``, or None: the
+            test dataset's classes (``DatasetClassesHook``).
         templates: prompt template set name or list (see ``TEMPLATE_SETS``).
         term_templates: the (smaller) template set of vocabulary terms.
         logit_scale: multiplier of cosine similarities before the softmax;
@@ -81,7 +82,7 @@ class OVEVASegmentor(EncoderDecoder):
 
     def __init__(self,
                  clip: dict,
-                 classes: ClassSpec,
+                 classes: Optional[ClassSpec] = None,
                  templates: Union[str, Sequence[str]] = 'imagenet80',
                  term_templates: Union[str, Sequence[str]] = 'simple7',
                  logit_scale: Optional[float] = None,
@@ -102,24 +103,15 @@ class OVEVASegmentor(EncoderDecoder):
         BaseSegmentor.__init__(
             self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.clip = MODELS.build({'type': 'DenseCLIPEncoder', **clip})
-        self.classes = load_classes(classes)
-        if len(self.classes) < 2:
-            raise ValueError(
-                f'model.classes has {len(self.classes)} class; segmentation '
-                "picks one of several, so add e.g. 'background'")
-        if not 0 <= bg_idx < len(self.classes):
-            raise ValueError(f'bg_idx={bg_idx} is outside the '
-                             f'{len(self.classes)} classes')
-        self.num_classes = self.out_channels = len(self.classes)
-        self.class_names = [synonyms[0] for synonyms in self.classes]
-        # every synonym of every class is a query with its own score map
-        self.queries = [s for synonyms in self.classes for s in synonyms]
+        self.bg_idx = bg_idx
         self.register_buffer(
-            'query_class',
-            torch.tensor([
-                k for k, synonyms in enumerate(self.classes) for _ in synonyms
-            ]),
-            persistent=False)
+            'query_class', torch.zeros(0, dtype=torch.long), persistent=False)
+        self.classes: Optional[List[List[str]]] = None
+        self.num_classes = self.out_channels = 0
+        self.class_names: List[str] = []
+        self.queries: List[str] = []
+        if classes is not None:
+            self.set_classes(load_classes(classes))
         self.text_bank = TextBank(self.clip, templates, text_cache_dir)
         self.term_bank = TextBank(self.clip, term_templates, text_cache_dir)
         self._query_embeddings: Optional[Tensor] = None
@@ -134,7 +126,7 @@ class OVEVASegmentor(EncoderDecoder):
         if area_thd is not None and not 0 <= area_thd < 1:
             raise ValueError(f'model.area_thd={area_thd!r}: give None or a '
                              'share of the foreground area in [0, 1)')
-        self.prob_thd, self.area_thd, self.bg_idx = prob_thd, area_thd, bg_idx
+        self.prob_thd, self.area_thd = prob_thd, area_thd
         self.align_corners = False
         self.test_cfg = ConfigDict(test_cfg or dict(mode='whole'))
         for knob in ('batch_windows', 'max_output_logits', 'max_pamr_pixels'):
@@ -143,6 +135,27 @@ class OVEVASegmentor(EncoderDecoder):
                                       or isinstance(value, bool) or value < 1):
                 raise ValueError(f'test_cfg.{knob}={value!r}: give a '
                                  'positive whole number')
+
+    def set_classes(self, classes: List[List[str]]) -> None:
+        """The target classes, each a list of synonyms (see
+        ``load_classes``); every synonym is a query with its own score map.
+        ``DatasetClassesHook`` calls this with the test dataset's classes
+        when ``model.classes`` is None."""
+        if len(classes) < 2:
+            raise ValueError(
+                f'model.classes has {len(classes)} class; segmentation '
+                "picks one of several, so add e.g. 'background'")
+        if not 0 <= self.bg_idx < len(classes):
+            raise ValueError(f'bg_idx={self.bg_idx} is outside the '
+                             f'{len(classes)} classes')
+        self.classes = classes
+        self.num_classes = self.out_channels = len(classes)
+        self.class_names = [synonyms[0] for synonyms in classes]
+        self.queries = [s for synonyms in classes for s in synonyms]
+        self.query_class = torch.tensor(
+            [k for k, synonyms in enumerate(classes) for _ in synonyms],
+            device=self.query_class.device)
+        self._query_embeddings = None
 
     @staticmethod
     def _check_pamr(pamr: Optional[dict]) -> Optional[dict]:
@@ -179,6 +192,11 @@ class OVEVASegmentor(EncoderDecoder):
     def query_embeddings(self) -> Tensor:
         """(Q, D) embeddings of every class synonym, encoded on first use
         (after any checkpoint is loaded) and kept for every later window."""
+        if self.classes is None:
+            raise ValueError(
+                'model.classes is not set: give a class file, a shipped '
+                "name (e.g. 'ade20k') or a list, or test on a dataset, "
+                'whose classes are then taken')
         if self._query_embeddings is None:
             self._query_embeddings = self.text_bank.embed(self.queries)
         return self._query_embeddings.to(self.query_class.device)
