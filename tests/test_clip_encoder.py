@@ -304,7 +304,7 @@ def test_missing_weights_fail_fast(tmp_path, monkeypatch, env):
 def test_bad_names_fail_clearly():
     with pytest.raises(ValueError, match='unknown open_clip model'):
         DenseCLIPEncoder('ViT-Q-99')
-    with pytest.raises(ValueError, match='unknown clip.variant'):
+    with pytest.raises(ValueError, match='unknown model.clip.variant'):
         DenseCLIPEncoder('ov-eva-tiny', variant='maskclip++')
     with pytest.raises(FileNotFoundError, match='neither a file nor a known'):
         DenseCLIPEncoder('ViT-B-16', pretrained='no-such-tag')
@@ -391,5 +391,5 @@ def test_autocast_choice():
     assert autocast_dtype('fp16', cpu) is torch.float16
     assert autocast_dtype('auto',
                           cpu) is (torch.bfloat16 if cpu_has_bf16() else None)
-    with pytest.raises(ValueError, match='unknown clip.autocast'):
+    with pytest.raises(ValueError, match='unknown model.clip.autocast'):
         DenseCLIPEncoder('ov-eva-tiny', autocast='fp8')

@@ -131,7 +131,7 @@ def test_tensor_mode_and_no_training(tiny_segmentor_cfg):
     (dict(classes='no_such_dataset'), ValueError, 'cannot read class file'),
     (dict(bg_idx=3), ValueError, 'bg_idx=3'),
     (dict(clip=dict(name='ov-eva-tiny', variant='x')), ValueError,
-     'unknown clip.variant'),
+     'unknown model.clip.variant'),
     (dict(clip=dict(name='ViT-Z')), ValueError, 'unknown open_clip model'),
     (dict(test_cfg=dict(mode='whole', max_output_logits='1e9')), ValueError,
      'test_cfg.max_output_logits'),
@@ -144,7 +144,7 @@ def test_tensor_mode_and_no_training(tiny_segmentor_cfg):
     (dict(area_thd=1.5), ValueError, 'model.area_thd=1.5'),
     (dict(classes=dict(path='voc21')), ValueError, 'keys file and verbatim'),
     (dict(clip=dict(name='ov-eva-tiny', patch_fit='crop')), ValueError,
-     'unknown clip.patch_fit'),
+     'unknown model.clip.patch_fit'),
 ])
 def test_build_errors(tiny_segmentor_cfg, overrides, error, match):
     with pytest.raises(error, match=match):

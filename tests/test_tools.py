@@ -1,6 +1,8 @@
 """End to end as users run it: tools/test.py and mim test, through the real
 Runner, mmseg loaders and IoUMetric, on the real samples in ../shared/data."""
 import json
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -114,6 +116,87 @@ def test_mim_test_with_exported_checkpoint(tmp_path):
         assert by_mim[key] == own[key] == seeded[key]
 
 
+def error_lines(proc):
+    """The lines a user reads about a failure: stderr without mmengine's
+    log lines."""
+    return [
+        line for line in proc.stderr.splitlines()
+        if line.strip() and not re.match(r'^\d\d/\d\d \d\d:', line)
+        and 'import time:' not in line and 'Warning' not in line
+        and not line.startswith(('  warnings.warn', 'WARNING'))
+    ]
+
+
+OFFLINE = {'HF_HUB_OFFLINE': '1'}
+ADE_CONFIG = 'configs/oveva_vitb16_ade.py'
+# mistakes caught before torch is imported: (command, expected message)
+EARLY = [
+    (['tools/test.py', 'configs/oveva_vitb16_ad.py'],
+     "config 'configs/oveva_vitb16_ad.py' does not exist (did you mean "
+     'configs/oveva_vitb16_ade.py'),
+    (['tools/test.py', ADE_CONFIG, '--cfg-options', 'modle.classes=x'],
+     "the config has no key 'modle' (did you mean model?)"),
+    (['tools/test.py', ADE_CONFIG, '--checkpoint', 'no.pth'],
+     "--checkpoint 'no.pth' does not exist"),
+    (['tools/demo.py', 'demo', '--classes', 'cat', 'Cat'],
+     "class 'cat' appears twice"),
+    (['tools/demo.py', 'demo', '--classes', 'cat', ','],
+     'empty name'),
+    (['tools/demo.py', 'demo', '--classes', 'cat'], 'only one class'),
+    (['tools/demo.py', 'no_such_photo.jpg', '--classes', 'a', 'b'],
+     "'no_such_photo.jpg' does not exist"),
+    (['tools/compare.py', ADE_CONFIG, 'configs/baselines/naclip_vitb16_ad.py'],
+     'naclip_vitb16_ade.py'),
+    (['tools/export_checkpoint.py', 'nope.py', 'x.pth'],
+     "config 'nope.py' does not exist"),
+    (['tools/build_vocabulary.py', '--images', 'demo', '--class-file',
+      'no_such_classes.txt'], "cannot read class file 'no_such_classes.txt'"),
+]
+
+
+@pytest.mark.parametrize('command,message', EARLY)
+def test_mistakes_answer_in_one_line_before_torch(command, message):
+    proc = run_cli(
+        sys.executable, '-X', 'importtime', *command, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = error_lines(proc)
+    assert len(lines) == 1 and lines[0].startswith('error: '), lines
+    assert message in lines[0]
+    imported = re.findall(r'\|\s+(\S+)$', proc.stderr, re.M)
+    assert 'torch' not in imported and 'ov_eva' not in imported
+
+
+# mistakes found when the model is built: one line all the same
+LATE = [
+    (['model.clip.varient=sclip'],
+     "model.clip.varient: DenseCLIPEncoder has no setting 'varient' (did "
+     'you mean variant?)'),
+    (['model.clip.variant=sclipp'],
+     "unknown model.clip.variant 'sclipp' (did you mean 'sclip'?)"),
+    (['model.type=OVEVASegmentorr'],
+     "type 'OVEVASegmentorr' is not registered in mmseg::model (did you mean"
+     ' OVEVASegmentor?)'),
+    (['model.classes=[]'], 'model.classes: no class names'),
+]
+
+
+@pytest.mark.parametrize('options,message', LATE)
+def test_setting_mistakes_answer_in_one_line(tmp_path, options, message):
+    proc = run_cli(
+        'tools/test.py',
+        ADE_CONFIG,
+        '--work-dir',
+        tmp_path,
+        '--cfg-options',
+        *TINY,
+        *options,
+        check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = error_lines(proc)
+    assert len(lines) == 1 and lines[0].startswith('error: '), lines
+    assert message in lines[0]
+
+
 def test_clear_errors_from_the_command_line(tmp_path):
     config, data, _ = ADE
     root = f'test_dataloader.dataset.data_root={shared_data(data)}'
@@ -127,9 +210,22 @@ def test_clear_errors_from_the_command_line(tmp_path):
         root,
         f'model.classes={tmp_path / "missing.txt"}',
         check=False)
-    assert bad.returncode != 0
+    assert bad.returncode == 2
     assert 'cannot read class file' in bad.stderr
     assert 'missing.txt' in bad.stderr
+    assert 'Traceback' not in bad.stderr
+    debug = run_cli(
+        'tools/test.py',
+        config,
+        '--work-dir',
+        tmp_path / 'a',
+        '--debug',
+        '--cfg-options',
+        *TINY,
+        root,
+        f'model.classes={tmp_path / "missing.txt"}',
+        check=False)
+    assert 'Traceback' in debug.stderr and 'missing.txt' in debug.stderr
 
     start = time.monotonic()
     offline = run_cli(
@@ -140,11 +236,13 @@ def test_clear_errors_from_the_command_line(tmp_path):
         '--cfg-options',
         root,
         check=False,
-        env={'HF_HUB_OFFLINE': '1'})
-    assert offline.returncode != 0
+        env=OFFLINE)
+    assert offline.returncode == 2
     assert time.monotonic() - start < 60
-    assert "'ViT-B-16'" in offline.stderr and "'openai'" in offline.stderr
-    assert 'local weights file' in offline.stderr
+    lines = error_lines(offline)
+    assert len(lines) == 1, lines
+    assert "'ViT-B-16'" in lines[0] and "'openai'" in lines[0]
+    assert 'local weights file' in lines[0]
 
 
 def test_mim_test_offline_from_a_checkpoint_alone(tmp_path):

@@ -1,4 +1,4 @@
-"""Fill (or export/import) the vocabulary cache, resumably.
+r"""Fill (or export/import) the vocabulary cache, resumably.
 
 From a config (its test dataset, classes and ``model.vocabulary``)::
 
@@ -19,19 +19,14 @@ Share a vocabulary set, or replay someone else's exactly::
 A rerun skips every image already cached and retries the failed ones.
 """
 import argparse
-import sys
 from pathlib import Path
 
-from mmengine.config import Config, DictAction
-
-import ov_eva  # noqa: F401  (registers sources; compat before mmseg)
-from ov_eva.registry import (VOCABULARY_SHORT_NAMES, build_vocabulary,
-                             vocabulary_config)
-from ov_eva.text_bank import load_classes
-from ov_eva.vocabulary import FatalVocabularyError, VocabularyCache
-from ov_eva.vocabulary.prefetch import prefetch
+from _cli import (Context, UserError, add_debug_flag, check_classes,
+                  check_config_file, check_options, run)
+from mmengine.config import Config, DictAction  # no torch yet
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
+SOURCES = 'lexicon, openai, hf, cached, static'
 
 
 def parse_args(argv=None):
@@ -50,8 +45,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--vocabulary',
         default='openai',
-        help='source with --images: '
-        f'{", ".join(VOCABULARY_SHORT_NAMES)} or a type name')
+        help=f'source with --images: {SOURCES} or a type name')
     parser.add_argument(
         '--set',
         nargs='+',
@@ -68,16 +62,21 @@ def parse_args(argv=None):
     parser.add_argument('--export', help='write the cache as JSON Lines')
     parser.add_argument(
         '--import', dest='import_', help='add a JSON Lines export')
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def from_config(args):
+    from ov_eva.registry import vocabulary_config
+    from ov_eva.text_bank import load_classes
     cfg = Config.fromfile(args.config)
+    Context.cfg = cfg
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if vocabulary_config(cfg.model.get('vocabulary')) is None:
-        sys.exit(f'{args.config} has no model.vocabulary; set one, e.g. '
-                 '--cfg-options model.vocabulary.type=OpenAIVocabulary')
+        raise UserError(
+            f'{args.config} has no model.vocabulary; set one, e.g. '
+            '--cfg-options model.vocabulary.type=OpenAIVocabulary')
     vocab_cfg = vocabulary_config(cfg.model.vocabulary)
     if args.cache_file:
         vocab_cfg['cache_file'] = args.cache_file
@@ -94,33 +93,41 @@ def from_config(args):
         cfg.model.clip)
 
 
-def from_folder(args):
+def folder_images(args):
+    """The images and classes of --images / --class-file, checked without
+    torch."""
     if not args.class_file:
-        sys.exit('--images needs --class-file (one class a line)')
+        raise UserError('--images needs --class-file (one class a line)')
     folder = Path(args.images)
     if not folder.is_dir():
-        sys.exit(f'--images {folder}: not a folder')
+        raise UserError(f'--images {folder}: not a folder')
     images = sorted(
         p for p in folder.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        sys.exit(f'--images {folder}: no image files '
-                 f'({", ".join(sorted(IMAGE_SUFFIXES))})')
+        raise UserError(f'--images {folder}: no image files '
+                        f'({", ".join(sorted(IMAGE_SUFFIXES))})')
+    return [str(p) for p in images], check_classes(
+        class_file=args.class_file, flag='--class-file')
+
+
+def from_folder(args, images, classes):
+    from ov_eva.registry import vocabulary_config
     vocab_cfg = dict(vocabulary_config(args.vocabulary), **args.set)
     if args.cache_file:
         vocab_cfg['cache_file'] = args.cache_file
     name, _, pretrained = args.clip.partition(':')
-    return vocab_cfg, load_classes(args.class_file), [str(p)
-                                                      for p in images], dict(
-                                                          name=name,
-                                                          pretrained=pretrained
-                                                          or None)
+    return vocab_cfg, classes, images, dict(
+        name=name, pretrained=pretrained or None)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.export or args.import_:
         if not args.cache_file:
-            sys.exit('--export/--import need --cache-file')
+            raise UserError('--export/--import need --cache-file')
+        if args.import_ and not Path(args.import_).is_file():
+            raise UserError(f'--import {args.import_!r} does not exist')
+        from ov_eva.vocabulary import VocabularyCache
         cache = VocabularyCache(args.cache_file)
         if args.import_:
             print(f'imported {cache.import_jsonl(args.import_)} entries '
@@ -130,9 +137,19 @@ def main(argv=None):
                   f'{args.export}')
         return
     if bool(args.config) == bool(args.images):
-        sys.exit('give either --config or --images (see --help)')
+        raise UserError('give either --config or --images (see --help)')
+    if args.config:  # what needs no torch first
+        check_config_file(args.config, '--config')
+        check_options(args.cfg_options, args.config)
+    else:
+        images, classes = folder_images(args)
+    import ov_eva  # noqa: F401  (registers sources; compat before mmseg)
+    from ov_eva.registry import build_vocabulary
+    from ov_eva.vocabulary import FatalVocabularyError
+    from ov_eva.vocabulary.prefetch import prefetch
     vocab_cfg, classes, images, clip_cfg = (
-        from_config(args) if args.config else from_folder(args))
+        from_config(args) if args.config else from_folder(
+            args, images, classes))
     source = build_vocabulary(vocab_cfg)
     if getattr(source, 'needs_encoder', False):
         from ov_eva.clip_encoder import DenseCLIPEncoder
@@ -143,9 +160,9 @@ def main(argv=None):
     try:
         summary = prefetch(source, images, classes, args.concurrency)
     except FatalVocabularyError as error:
-        sys.exit(f'error: {error}')
+        raise UserError(str(error)) from None
     print(summary.format())
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

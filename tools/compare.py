@@ -37,11 +37,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from mmengine.config import Config, DictAction
-
-import ov_eva  # noqa: F401  (registers sources; compat before mmseg)
-from ov_eva.registry import VOCABULARIES, vocabulary_config
-from ov_eva.vocabulary.base import MLLMVocabulary
+from _cli import UserError, add_debug_flag, check_config_file, run
+from mmengine.config import Config, DictAction  # no torch yet
 
 TEST_TOOL = Path(__file__).resolve().parent / 'test.py'
 # PrefetchSummary.format(): 'vocabulary prefetch: 3 images, 0 cache hits, 3
@@ -82,11 +79,14 @@ def parse_args():
         default='none',
         help='job launcher, passed on to tools/test.py')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_flag(parser)
     args = parser.parse_args()
     args.out = Path(args.out or Path(args.work_dir) / 'compare.md')
     if args.out.suffix == '.json':
-        parser.error('--out is the markdown table; its JSON twin is written '
-                     'beside it')
+        raise UserError('--out is the markdown table; its JSON twin is '
+                        'written beside it')
+    for config in args.configs:  # all of them, before the first long run
+        check_config_file(config)
     return args
 
 
@@ -100,6 +100,9 @@ def parse_options(raw: List[str]) -> Dict:
 def describe_source(cfg: Config) -> str:
     """Type of ``model.vocabulary`` ('none' without one), with the model
     name for MLLM sources (the class default when the config names none)."""
+    import ov_eva  # noqa: F401  (registers sources; compat before mmseg)
+    from ov_eva.registry import VOCABULARIES, vocabulary_config
+    from ov_eva.vocabulary.base import MLLMVocabulary
     model = cfg.get('model', {})
     if model.get('type') == 'SegTTAModel':
         model = model.get('module', {})
@@ -122,6 +125,9 @@ def describe_source(cfg: Config) -> str:
 
 
 def is_mllm(cfg: Config) -> bool:
+    import ov_eva  # noqa: F401
+    from ov_eva.registry import VOCABULARIES, vocabulary_config
+    from ov_eva.vocabulary.base import MLLMVocabulary
     model = cfg.get('model', {})
     if model.get('type') == 'SegTTAModel':
         model = model.get('module', {})
@@ -146,6 +152,7 @@ def published_reference(cfg: Config) -> Dict:
     ``note`` says why there is none: no protocol, a vocabulary (the number
     is the plain baseline's), or a protocol setting changed (by the config
     or ``--cfg-options``)."""
+    from ov_eva.registry import vocabulary_config
     protocol = cfg.get('protocol')
     if not protocol:
         return dict(published=None, published_source=None, note='')
@@ -458,4 +465,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

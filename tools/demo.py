@@ -28,8 +28,10 @@ tiff). Per image, in ``--out`` (sub-folders kept)::
                         used and its mapping, config and time taken
 
 Exit status: 0 when every image was segmented; 1 when some failed (each is
-named, the others are still written) or the model could not be built; 2
-for bad arguments (checked before the model is built).
+named, the others are still written); 2 for a mistake in what was given
+(bad arguments, checked before the model is built; an unknown setting or a
+bad value; weights not available offline), told in one ``error:`` line
+(``--debug`` adds the traceback).
 """
 import argparse
 import json
@@ -39,7 +41,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from mmengine.config import Config, DictAction
+from _cli import (Context, UserError, add_debug_flag, check_classes,
+                  check_config_file, check_options, run)
+from mmengine.config import Config, DictAction  # no torch yet
 from PIL import Image, ImageDraw, ImageFont
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,6 +93,7 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override config settings, key=value (applied last)')
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     return parser, args
 
@@ -99,42 +104,33 @@ def find_images(parser, args):
     message when there is nothing to segment."""
     path = Path(args.input).expanduser()
     if not path.exists():
-        parser.error(f'{args.input!r} does not exist; give an image file or '
-                     'a folder of images')
+        raise UserError(
+            f'{args.input!r} does not exist; give an image file or '
+            'a folder of images')
     if path.is_file():
         return [path], None
     if not path.is_dir():
-        parser.error(f'{args.input!r} is neither a file nor a folder')
+        raise UserError(f'{args.input!r} is neither a file nor a folder')
     out = Path(args.out).expanduser().resolve()
     images = sorted(
         p for p in path.rglob('*')
         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
         and out not in p.resolve().parents)  # not our own earlier outputs
     if not images:
-        parser.error(f'folder {args.input!r} holds no images '
-                     f'({", ".join(s[1:] for s in IMAGE_SUFFIXES)}; searched '
-                     'recursively); give a folder with images, or one '
-                     'image file')
+        raise UserError(
+            f'folder {args.input!r} holds no images '
+            f'({", ".join(s[1:] for s in IMAGE_SUFFIXES)}; searched '
+            'recursively); give a folder with images, or one '
+            'image file')
     return images, path
 
 
-def read_classes(parser, args):
-    """Classes as lists of synonyms, parsed as class files are."""
-    from ov_eva.text_bank import parse_class_lines, read_class_file
-    try:
-        if args.class_file:
-            classes = read_class_file(args.class_file)
-            source = f'--class-file {args.class_file}'
-        else:
-            classes = parse_class_lines(args.classes, '--classes')
-            source = '--classes'
-    except ValueError as error:
-        parser.error(str(error))
-    if len(classes) < 2:
-        parser.error(f'{source}: only one class ({classes[0][0]!r}); '
-                     'segmentation picks one of several classes per pixel, '
-                     "so add another (e.g. 'background' or 'other')")
-    return classes
+def read_classes(args):
+    """Classes as lists of synonyms, parsed as class files are (no torch
+    needed)."""
+    if args.class_file:
+        return check_classes(class_file=args.class_file, flag='--class-file')
+    return check_classes(args.classes, flag='--classes')
 
 
 def choose_device(parser, device) -> str:
@@ -143,8 +139,8 @@ def choose_device(parser, device) -> str:
     if device is None:
         return 'cuda' if cuda else 'cpu'
     if device.startswith('cuda') and not cuda:
-        parser.error(f'--device {device}: CUDA is not available here; use '
-                     '--device cpu')
+        raise UserError(f'--device {device}: CUDA is not available here; use '
+                        '--device cpu')
     return device
 
 
@@ -159,7 +155,7 @@ def build_config(parser, args, classes) -> Config:
         vocabulary = vocabulary_config(args.vocabulary)
         if vocabulary is not None and VOCABULARIES.get(
                 vocabulary['type']) is None:
-            parser.error(
+            raise UserError(
                 f'--vocabulary {args.vocabulary!r} is unknown; use '
                 f'one of {", ".join(VOCABULARY_SHORT_NAMES)}, none '
                 f'or a type name: {", ".join(VOCABULARIES.module_dict)}')
@@ -341,26 +337,23 @@ def segment(model, path: Path, prefix: Path, palette, opacity: float,
 
 def main(argv=None):
     parser, args = parse_args(argv)
+    # what needs no torch first: a mistake answers in a fraction of a second
     if not 0 <= args.opacity <= 1:
-        parser.error(f'--opacity {args.opacity} is outside 0..1')
-    if not Path(args.config).expanduser().is_file():
-        parser.error(f'--config {args.config!r} does not exist (default: '
-                     f'{DEFAULT_CONFIG})')
-    images, root = find_images(parser, args)  # fast: before heavy imports
+        raise UserError(f'--opacity {args.opacity} is outside 0..1')
+    check_config_file(args.config, '--config')
+    check_options(args.cfg_options, args.config)
+    images, root = find_images(parser, args)
+    classes = read_classes(args)
 
     import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
     from ov_eva.memory import reuse_freed_memory
     from ov_eva.vocabulary import FatalVocabularyError
     reuse_freed_memory()
-    classes = read_classes(parser, args)
     device = choose_device(parser, args.device)
     cfg = build_config(parser, args, classes)
+    Context.cfg = cfg
     start = time.perf_counter()
-    try:
-        model = build_model(cfg, device)
-    except Exception as error:
-        sys.exit(f'error: cannot build the model of {args.config}: '
-                 f'{type(error).__name__}: {error}')
+    model = build_model(cfg, device)
     palette = class_palette(len(model.classes))
     model.dataset_meta = dict(
         classes=list(model.class_names), palette=palette.tolist())
@@ -391,8 +384,8 @@ def main(argv=None):
             record = segment(model, path, prefix, palette, args.opacity, info)
         except FatalVocabularyError as error:
             console.close()
-            sys.exit(f'error: the vocabulary source failed ({error}); '
-                     f'stopped after {ok} image(s)')
+            raise UserError(f'the vocabulary source failed ({error}); '
+                            f'stopped after {ok} image(s)') from None
         except Exception as error:
             failed += 1
             console.say(f'error: {path}: {error}; skipped', error=True)
@@ -413,4 +406,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run(main)

@@ -10,9 +10,8 @@ builds (tag, local file or the random tiny model, seeded by the config)::
 import argparse
 from pathlib import Path
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
-from mmengine.runner import save_checkpoint, set_random_seed
+from _cli import Context, add_debug_flag, check_config_file, check_options, run
+from mmengine.config import Config, DictAction  # no torch yet
 
 
 def parse_args():
@@ -24,12 +23,20 @@ def parse_args():
         nargs='+',
         action=DictAction,
         help='override config settings, key=value (mmengine DictAction)')
+    add_debug_flag(parser)
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
+    check_config_file(args.config)
+    check_options(args.cfg_options, args.config)
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import save_checkpoint, set_random_seed
+
+    import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
     cfg = Config.fromfile(args.config)
+    Context.cfg = cfg
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
@@ -47,8 +54,9 @@ def main():
         'tag nor the network.',
         clip=dict(
             cfg.model.clip.to_dict(),
-            quick_gelu=type(clip.model.visual.transformer.resblocks[0].mlp.
-                            gelu).__name__ == 'QuickGELU',
+            quick_gelu=type(
+                clip.model.visual.transformer.resblocks[0].mlp.gelu).__name__
+            == 'QuickGELU',
             weights_fingerprint=clip.fingerprint()),
         config=cfg.pretty_text)
     save_checkpoint(dict(meta=meta, state_dict=model.state_dict()), str(out))
@@ -57,4 +65,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

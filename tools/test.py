@@ -1,4 +1,4 @@
-"""Evaluate an OV-EVA (or baseline) config, with or without a checkpoint.
+r"""Evaluate an OV-EVA (or baseline) config, with or without a checkpoint.
 
 Same flags as mmseg's ``tools/test.py``; ``--checkpoint`` is optional because
 the CLIP weights come from ``model.clip.pretrained``. Examples::
@@ -12,11 +12,8 @@ import argparse
 import os
 import os.path as osp
 
-import torch
-import torch.distributed as dist
-from mmengine.config import Config, DictAction
-from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
+from _cli import Context, add_debug_flag, check_config_file, check_options, run
+from mmengine.config import Config, DictAction  # no torch yet
 
 
 def parse_args():
@@ -48,6 +45,7 @@ def parse_args():
     parser.add_argument(
         '--tta', action='store_true', help='test-time augmentation')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -55,6 +53,7 @@ def parse_args():
 
 def build_config(args) -> Config:
     cfg = Config.fromfile(args.config)
+    Context.cfg = cfg
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -85,6 +84,8 @@ def prepare_cpu_distributed(cfg: Config) -> None:
     launcher calls ``torch.cuda.set_device`` and gives DDP a GPU id even
     there: start a gloo process group here (mmengine then keeps it) and wrap
     the model for CPU."""
+    import torch
+    import torch.distributed as dist
     if cfg.launcher != 'pytorch' or torch.cuda.is_available():
         return
     if not dist.is_initialized():
@@ -95,8 +96,16 @@ def prepare_cpu_distributed(cfg: Config) -> None:
 
 def main():
     args = parse_args()
+    # what needs no torch first: a mistake answers in a fraction of a second
+    check_config_file(args.config)
+    check_options(args.cfg_options, args.config)
+    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'--checkpoint {args.checkpoint!r} does not '
+                                'exist')
     from ov_eva.memory import reuse_freed_memory  # ov_eva before mmseg
     reuse_freed_memory()
+    from mmengine.model import is_model_wrapper
+    from mmengine.runner import Runner
     cfg = build_config(args)
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
@@ -108,4 +117,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

@@ -334,8 +334,11 @@ class DenseCLIPEncoder(BaseModule):
                                      ('patch_fit', patch_fit, PATCH_FITS),
                                      ('pos_resize', pos_resize, POS_RESIZES)):
             if value not in choices:
-                raise ValueError(f'unknown clip.{knob} {value!r}; '
-                                 f'use one of {choices}')
+                import difflib
+                close = difflib.get_close_matches(str(value), choices, 1)
+                hint = f' (did you mean {close[0]!r}?)' if close else ''
+                raise ValueError(f'unknown model.clip.{knob} {value!r}'
+                                 f'{hint}; use one of {choices}')
         self.autocast = autocast
         self.name, self.pretrained = name, pretrained
         self.variant, self.gaussian_std = variant, gaussian_std

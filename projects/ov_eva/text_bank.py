@@ -1,10 +1,8 @@
-"""Class lists and template-averaged text embeddings, cached by content.
+"""Template-averaged text embeddings, cached by content.
 
-A class is a list of synonyms (one class a line in a class file, synonyms
-comma-separated); its score is the max over its synonyms. Each text is
-embedded as the mean of its prompt templates, then cached in memory and on
-disk under (model, text-tower weights, template set), so a second run encodes
-no text at all.
+Each text is embedded as the mean of its prompt templates, then cached in
+memory and on disk under (model, text-tower weights, template set), so a
+second run encodes no text at all. Class lists live in ``class_lists``.
 """
 import hashlib
 import os
@@ -18,98 +16,20 @@ from open_clip.zero_shot_metadata import (OPENAI_IMAGENET_TEMPLATES,
                                           SIMPLE_IMAGENET_TEMPLATES)
 from torch import Tensor
 
-CLASS_NAME_DIR = Path(__file__).parent / 'class_names'
+from .class_lists import (CLASS_NAME_DIR, ClassSpec,  # noqa: F401
+                          load_classes, parse_class_lines, read_class_file)
+
 TEMPLATE_SETS = {
     'imagenet80': [t('{}') for t in OPENAI_IMAGENET_TEMPLATES],
     'simple7': [t('{}') for t in SIMPLE_IMAGENET_TEMPLATES],
     'single': ['a photo of a {}.'],
     'bare': ['{}'],
 }
-ClassSpec = Union[str, Path, dict, Sequence[Union[str, Sequence[str]]]]
 
 
 def default_cache_dir() -> Path:
     root = os.environ.get('OV_EVA_CACHE') or Path.home() / '.cache' / 'ov_eva'
     return Path(root)
-
-
-def parse_class_lines(lines: Sequence[str],
-                      source: str,
-                      verbatim: bool = False) -> List[List[str]]:
-    """Lines like ``'wall, brick wall'`` -> ``[['wall', 'brick wall']]``.
-
-    Names are stripped, inner white space collapsed and repeated synonyms
-    dropped; ``verbatim`` keeps every name exactly as the SCLIP-family
-    reference code reads its class files (split at ``', '``, nothing
-    stripped: ``'wood '`` stays a different prompt from ``'wood'``).
-    Rejects empty lists, empty names and classes named twice, naming
-    ``source`` and the offending line in the error.
-    """
-    classes: List[List[str]] = []
-    first_line: Dict[str, int] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        if verbatim:
-            synonyms = line.split(', ')
-        else:
-            synonyms = [' '.join(s.split()) for s in line.split(',')]
-        if any(not s.strip() for s in synonyms):
-            raise ValueError(f'{source}, class {number}: empty name in '
-                             f'{line.strip()!r} (stray comma?)')
-        if not verbatim:
-            synonyms = list(dict.fromkeys(synonyms))
-        name = synonyms[0].strip().lower()
-        if name in first_line:
-            raise ValueError(
-                f'{source}: class {name!r} appears twice (classes '
-                f'{first_line[name]} and {number}); merge them into one '
-                'line of comma-separated synonyms')
-        first_line[name] = number
-        classes.append(synonyms)
-    if not classes:
-        raise ValueError(f'{source}: no class names; give one class a line')
-    return classes
-
-
-def read_class_file(path: Union[str, Path],
-                    verbatim: bool = False) -> List[List[str]]:
-    """Read a class file; a bare name like ``'ade20k'`` or
-    ``'sclip/voc21'`` picks a shipped one from ``ov_eva/class_names``."""
-    path = Path(path).expanduser()
-    if not path.suffix and not path.exists():
-        shipped = CLASS_NAME_DIR / f'{path}.txt'
-        if shipped.is_file():
-            path = shipped
-    try:
-        text = path.read_text(encoding='utf-8')
-    except (OSError, UnicodeDecodeError) as error:
-        shipped = sorted(
-            p.relative_to(CLASS_NAME_DIR).with_suffix('').as_posix()
-            for p in CLASS_NAME_DIR.rglob('*.txt'))
-        raise ValueError(
-            f'cannot read class file {str(path)!r} ({error}); give a UTF-8 '
-            f'text file, one class a line, or a shipped name: {shipped}'
-        ) from error
-    return parse_class_lines(text.splitlines(), str(path), verbatim)
-
-
-def load_classes(spec: ClassSpec) -> List[List[str]]:
-    """Classes from a class-file path / shipped name, a
-    ``dict(file=..., verbatim=True)`` (see ``parse_class_lines``), or a list
-    whose items are ``'cat'``, ``'wall, brick wall'`` or
-    ``['wall', 'brick']``."""
-    if isinstance(spec, dict):
-        unknown = set(spec) - {'file', 'verbatim'}
-        if 'file' not in spec or unknown:
-            raise ValueError(
-                f'model.classes={spec!r}: a dict takes the keys file and '
-                "verbatim, e.g. dict(file='sclip/voc21', verbatim=True)")
-        return read_class_file(spec['file'], bool(spec.get('verbatim')))
-    if isinstance(spec, (str, Path)):
-        return read_class_file(spec)
-    lines = [s if isinstance(s, str) else ', '.join(s) for s in spec or []]
-    return parse_class_lines(lines, 'model.classes')
 
 
 def resolve_templates(templates: Union[str, Sequence[str]]) -> List[str]:

@@ -1,0 +1,205 @@
+"""What the tools share: a user mistake ends in one ``error:`` line and
+exit status 2 (the traceback only with ``--debug``), and whatever can be
+checked without torch is checked before the heavy imports.
+
+Standard library only at import time: ``--help`` and bad arguments answer
+in a fraction of a second.
+"""
+import argparse
+import difflib
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class UserError(Exception):
+    """A mistake in what the user gave: its message is the whole story."""
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '--debug',
+        action='store_true',
+        help='show the full traceback of an error')
+
+
+def closest(word: str, choices: Sequence[str], count: int = 3) -> str:
+    """' (did you mean a, b?)' for the choices closest to ``word``, or
+    ''."""
+    found = difflib.get_close_matches(word, list(choices), count, 0.6)
+    return f' (did you mean {", ".join(found)}?)' if found else ''
+
+
+def check_config_file(path: str, flag: str = 'config') -> Path:
+    """The config file, or a UserError naming the closest configs."""
+    config = Path(path).expanduser()
+    if config.is_file():
+        return config
+    known = [
+        str(p.relative_to(REPO)) for p in (REPO / 'configs').rglob('*.py')
+        if '_base_' not in p.parts
+    ]
+    guess = closest(str(path), known) or closest(config.name, known)
+    raise UserError(f'{flag} {str(path)!r} does not exist{guess}')
+
+
+def check_options(options: Optional[dict], config: Path) -> None:
+    """Each ``--cfg-options`` key must start with a key of the config
+    (a typo such as ``modle.classes`` would otherwise be ignored)."""
+    if not options:
+        return
+    from mmengine.config import Config  # no torch
+    cfg = Config.fromfile(str(config), import_custom_modules=False)
+    for key in options:
+        top = key.split('.')[0]
+        if top not in cfg:
+            raise UserError(f'--cfg-options {key}: the config has no key '
+                            f'{top!r}{closest(top, list(cfg.keys()))}')
+
+
+_BUILD_PREFIX = re.compile(r'class `(\w+)` in [^:]+: ')
+_UNEXPECTED = re.compile(
+    r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
+_NOT_REGISTERED = re.compile(r'(\w+) is not in the (\S+) registry')
+
+
+def _find_key(tree, key: str, prefix: str = '') -> Optional[str]:
+    """The dotted path of ``key`` in a nested config dict."""
+    if hasattr(tree, 'to_dict'):  # an mmengine Config
+        tree = tree.to_dict()
+    if not isinstance(tree, dict):
+        return None
+    for name, value in tree.items():
+        path = f'{prefix}.{name}' if prefix else str(name)
+        if name == key:
+            return path
+        found = _find_key(value, key, path)
+        if found:
+            return found
+    return None
+
+
+def explain(error: BaseException, cfg=None) -> str:
+    """A one-line account of ``error``: mmengine's registry prefixes
+    removed, an unknown setting named by its config path with the closest
+    valid ones."""
+    text = ' '.join(str(error).split())
+    unexpected = _UNEXPECTED.search(text)
+    if unexpected:
+        cls_name, key = unexpected.groups()
+        valid = _parameters(cls_name)
+        where = _find_key(cfg, key) if cfg is not None else None
+        return (f'{where or key}: {cls_name} has no setting {key!r}'
+                f'{closest(key, valid)}')
+    registered = _NOT_REGISTERED.search(text)
+    if registered:
+        name, registry = registered.groups()
+        return (f'type {name!r} is not registered in {registry}'
+                f'{closest(name, _registered(registry))}')
+    text = _BUILD_PREFIX.sub('', text)
+    return text if isinstance(error, (ValueError, FileNotFoundError,
+                                      UserError)) else \
+        f'{type(error).__name__}: {text}'
+
+
+def _parameters(cls_name: str) -> List[str]:
+    import inspect
+    for registry in _registries():
+        cls = registry.get(cls_name)
+        if isinstance(cls, type):
+            return [
+                p for p in inspect.signature(cls.__init__).parameters
+                if p not in ('self', 'args', 'kwargs')
+            ]
+    return []
+
+
+def _registries():
+    from mmseg.registry import DATASETS, HOOKS, MODELS, TRANSFORMS
+
+    from ov_eva.registry import VOCABULARIES
+    return [MODELS, DATASETS, HOOKS, TRANSFORMS, VOCABULARIES]
+
+
+def _registered(registry: str) -> List[str]:
+    names = []
+    for reg in _registries():
+        if registry.endswith(reg.name):
+            names += list(reg.module_dict)
+    return names
+
+
+# what a user can get wrong: bad values, missing files, unknown settings
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, KeyError, TypeError,
+               NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+class Context:
+    """What the running tool knows so far (e.g. its config), for
+    ``explain``."""
+    cfg = None
+
+
+def run(main: Callable[[], Optional[int]],
+        argv: Optional[List[str]] = None) -> None:
+    """Run a tool's ``main``: errors become one ``error:`` line on stderr,
+    exit status 2 for user mistakes and 1 for the rest, the traceback only
+    with ``--debug``."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = '--debug' in argv
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print('error: interrupted', file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except BaseException as error:  # noqa: B902 (every error, one line)
+        if debug:
+            traceback.print_exc()
+        user = isinstance(error, USER_ERRORS)
+        hint = '' if debug else ' (--debug shows the traceback)'
+        message = explain(error, Context.cfg)
+        print(f'error: {message}{hint if not user else ""}', file=sys.stderr)
+        sys.exit(2 if user else 1)
+    sys.exit(status or 0)
+
+
+def class_lists():
+    """``ov_eva.class_lists`` (parsing of class names and files), loaded
+    by path: importing ``ov_eva`` would import torch and mmseg first."""
+    import importlib.util
+    name = '_ov_eva_class_lists'
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, REPO / 'projects' / 'ov_eva' / 'class_lists.py')
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+def check_classes(names: Optional[Sequence[str]] = None,
+                  class_file: Optional[str] = None,
+                  flag: str = '--classes') -> list:
+    """Classes from names or a class file, as the model will read them; a
+    UserError for an empty list, an empty name, a class named twice, an
+    unreadable file, or a single class."""
+    parse = class_lists()
+    try:
+        if class_file is not None:
+            classes = parse.read_class_file(class_file)
+        else:
+            classes = parse.parse_class_lines(list(names or []), flag)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if len(classes) < 2:
+        raise UserError(f'{class_file or flag}: only one class '
+                        f'({classes[0][0]!r}); segmentation picks one of '
+                        "several classes per pixel, so add another (e.g. "
+                        "'background' or 'other')")
+    return classes
