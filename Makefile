@@ -1,5 +1,5 @@
 # One-command set-up: every target installs what it needs into .venv/ first.
-#   make demo IMAGES=photos/ CLASSES='cat sofa "wall, brick wall"' [ARGS=...]
+#   make demo [IMAGES=photos/ CLASSES='cat sofa "wall, brick wall"'] [ARGS=...]
 #   make eval CONFIG=configs/oveva_vitb16_ade.py [ARGS="--tta --show-dir vis"]
 #   make test [PYTEST_ARGS="-k segmentor"]
 # Pins live in requirements.txt only; openmim goes in with --no-deps because
@@ -9,8 +9,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ov-eva-installed
 CONFIG ?= configs/oveva_vitb16_ade.py
-IMAGES ?= ../shared/data/ADEChallengeData2016/images/validation
-CLASSES ?= wall floor ceiling "sky, clouds" tree building person grass road
+IMAGES ?= demo
+CLASSES ?= cat "coffee cup, mug" saucer spoon table "sky, clouds" rocket smoke tree grass wall
 OUT ?= demo_out
 ARGS ?=
 PYTEST_ARGS ?=

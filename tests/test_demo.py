@@ -5,6 +5,7 @@ import re
 import shutil
 import time
 
+import cv2
 import numpy as np
 import pytest
 from conftest import demo_outputs, run_demo, shared_data
@@ -54,10 +55,21 @@ def test_one_image_with_the_default_lexicon_vocabulary(tmp_path):
     with Image.open(overlay_file) as picture:
         overlay = np.asarray(picture.convert('RGB'))
     assert overlay.shape[0] >= height and overlay.shape[1] > width
-    # the image part: image and class colours blended half and half
+    # the image part: image and class colours blended half and half, each
+    # region outlined in its colour; light colours (they lighten the photo)
     palette = np.array([c['color'] for c in record['classes']])
     expected = 0.5 * rgb + 0.5 * palette[label]
-    assert np.abs(overlay[:height, :width] - expected).mean() < 3
+    edges = np.zeros(label.shape, dtype=bool)
+    edges[:, :-1] |= label[:, 1:] != label[:, :-1]
+    edges[:-1] |= label[1:] != label[:-1]
+    thick = max(1, round(min(height, width) / 300))  # ~2 px here
+    edges = cv2.dilate(edges.astype(np.uint8), np.ones(
+        (thick, thick), np.uint8)).astype(bool)
+    inside = ~edges
+    assert np.abs(overlay[:height, :width][inside] -
+                  expected[inside]).mean() < 3
+    assert (overlay[:height, :width][edges] == palette[label][edges]).all()
+    assert palette.max(1).min() >= 200 and palette.mean() > 150
     # the legend panel: a swatch for each class present, none for the rest
     assert len({tuple(c) for c in palette.tolist()}) == 5
     legend = overlay[:, width:]

@@ -37,6 +37,11 @@ def test_tools_test_on_real_samples(tmp_path, config, data, count):
     assert 0 <= result['mIoU'] <= 100 and 0 <= result['aAcc'] <= 100
     pictures = sorted((tmp_path / 'show').rglob('*.png'))
     assert len(pictures) == count
+    # one picture per image, named after it, in the folder given
+    assert all(p.parent == tmp_path / 'show' for p in pictures)
+    for picture in pictures:
+        assert not re.search(r'\.jpg|^test_|\.png_\d+', picture.name)
+    assert not (tmp_path / 'show' / 'vis_data').exists()
     from PIL import Image
     with Image.open(pictures[0]) as picture:  # ground truth | prediction
         assert picture.width >= 2 * picture.height * 0.5

@@ -1,4 +1,4 @@
-"""Answer parsing and term cleaning (DESIGN.md step 3), and the benchmark
+"""Answer parsing and term cleaning (method step 3), and the benchmark
 tool's smoke run."""
 import pytest
 from conftest import run_cli

@@ -183,17 +183,28 @@ def build_model(cfg: Config, device: str):
 
 
 def class_palette(num_classes: int) -> np.ndarray:
-    """(K, 3) uint8 distinct colours: the PASCAL VOC colour map from entry 1
-    (entry 0 is black, the legend's text colour)."""
-    palette = np.zeros((num_classes, 3), dtype=np.uint8)
-    for k in range(num_classes):
-        index, colour = k + 1, [0, 0, 0]
-        for shift in range(7, -1, -1):
-            for channel in range(3):
-                colour[channel] |= ((index >> channel) & 1) << shift
-            index >>= 3
-        palette[k] = colour
-    return palette
+    """(K, 3) uint8 light, distinct colours: hues a golden angle apart at
+    high value and medium saturation, so that a class blended over a photo
+    lightens it instead of darkening it (the regions get outlines in the
+    same colours, see ``draw_overlay``)."""
+    hues = (np.arange(num_classes) * 0.618033988749895) % 1.0
+    saturation = np.where(np.arange(num_classes) % 2 == 0, 0.55, 0.8)
+    hsv = np.stack([hues * 180, saturation * 255,
+                    np.full(num_classes, 245)], axis=1)
+    return cv2.cvtColor(hsv.astype(np.uint8)[None],
+                        cv2.COLOR_HSV2RGB)[0]
+
+
+def region_edges(label: np.ndarray, width: int = 1) -> np.ndarray:
+    """(H, W) bool: pixels whose right or lower neighbour (``width`` pixels
+    thick) has another label."""
+    edges = np.zeros(label.shape, dtype=bool)
+    edges[:, :-1] |= label[:, 1:] != label[:, :-1]
+    edges[:-1] |= label[1:] != label[:-1]
+    if width > 1:
+        edges = cv2.dilate(edges.astype(np.uint8),
+                           np.ones((width, width), np.uint8)).astype(bool)
+    return edges
 
 
 def legend_font(image_height: int):
@@ -213,10 +224,13 @@ def draw_overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray,
     height, width = label.shape
     # uint8 blending (rounded, saturated): a float copy of a 48-megapixel
     # photo would cost 0.6 GB a channel-stack
-    blended = Image.fromarray(
-        cv2.addWeighted(
-            np.ascontiguousarray(image), 1 - opacity, palette[label], opacity,
-            0))
+    colours = palette[label]
+    blended = cv2.addWeighted(
+        np.ascontiguousarray(image), 1 - opacity, colours, opacity, 0)
+    # each region outlined in its colour, so it reads over any photo
+    edges = region_edges(label, max(1, round(min(height, width) / 300)))
+    blended[edges] = colours[edges]
+    blended = Image.fromarray(blended)
     font = legend_font(height)
     measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
     box = measure.textbbox((0, 0), 'Hg', font=font)

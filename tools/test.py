@@ -79,6 +79,23 @@ def build_config(args) -> Config:
     return cfg
 
 
+def flatten_pictures(show_dir: str) -> None:
+    """mmseg's visualizer writes <show_dir>/vis_data/vis_image/
+    test_NAME.jpg_0.png (and the config beside): move each picture to
+    <show_dir>/NAME.png."""
+    import re
+    import shutil
+    from pathlib import Path
+    root = Path(show_dir)
+    nested = root / 'vis_data' / 'vis_image'
+    for picture in sorted(nested.glob('*.png')):
+        name = re.sub(r'^test_|(\.\w+)?_\d+\.png$', '',
+                      picture.name) + '.png'
+        shutil.move(str(picture), str(root / name))
+    nested.rmdir()
+    shutil.rmtree(root / 'vis_data')  # the run's config: in --work-dir too
+
+
 def prepare_cpu_distributed(cfg: Config) -> None:
     """Distributed runs on machines without CUDA. mmengine's pytorch
     launcher calls ``torch.cuda.set_device`` and gives DDP a GPU id even
@@ -114,6 +131,8 @@ def main():
             runner.model) else runner.model
         model.init_weights()
     runner.test()
+    if args.show_dir:
+        flatten_pictures(args.show_dir)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,5 @@
 """The OV-EVA refinement head: one image's vocabulary folded onto its target
-classes (DESIGN.md steps 4-6), once per image on whole-image score maps."""
+classes (method steps 4-6), once per image on whole-image score maps."""
 from typing import Optional, Tuple
 
 from mmengine.model import BaseModule

@@ -104,7 +104,7 @@ def assign_terms(similarity: Tensor,
                  map_thr: float = 0.75,
                  top_n: Optional[int] = 3,
                  use_similarity: bool = True) -> Tensor:
-    """Top-N target class mapping (DESIGN.md step 4).
+    """Top-N target class mapping (method step 4).
 
     Args:
         similarity: (T, K) ``sim(t, c)``.
@@ -142,7 +142,7 @@ def refinement_weights(term_scores: Tensor,
                        labels: Tensor,
                        temperature: float = 1.0,
                        refine: bool = True) -> Tensor:
-    """Mask-guided weights (DESIGN.md step 5) of one image's terms.
+    """Mask-guided weights (method step 5) of one image's terms.
 
     ``a_t = mean_{x in M_c} S_t(x) - mean_x S_t(x)`` (0 where ``M_c`` is
     empty), ``w_t = softmax over the terms of class c of a_t / T``; with
@@ -216,7 +216,7 @@ def fuse(scores: Tensor,
          classes: Tensor,
          vocab: Tensor,
          fusion_lambda: float = 0.5) -> Tuple[Tensor, Tensor]:
-    """``Z = (1 - lambda) S + lambda V_c`` (DESIGN.md step 6) for every query
+    """``Z = (1 - lambda) S + lambda V_c`` (method step 6) for every query
     (class synonym) of the classes with terms: (Q, H, W) scores, (Q,) their
     classes, (C,) classes with terms and their (C, H, W) ``V_c``. Returns the
     fused queries' indices (F,) and their scores (F, H, W). The max over a

@@ -69,7 +69,7 @@ class OVEVASegmentor(EncoderDecoder):
         head: config of the refinement head (``OVEVAHead``); None ignores
             the vocabulary (the baseline).
         pamr: PAMR refinement of the final logits at the original image
-            size, guided by the normalised input resized there (DESIGN.md
+            size, guided by the normalised input resized there (docs/method.md
             step 6; off by default): None or ``num_iter=0`` (off), or e.g.
             ``dict(num_iter=10, dilations=(8, 16))`` as NACLIP uses it.
             Costs seconds per ADE20K-sized image on 2 CPU cores.

@@ -6,6 +6,7 @@ second run encodes no text at all. Class lists live in ``class_lists``.
 """
 import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -125,7 +126,25 @@ class TextBank:
 
     def _encode(self, texts: List[str]) -> Dict[str, Tensor]:
         prompts = [tpl.format(t) for t in texts for tpl in self.templates]
-        emb = self.encoder.encode_text(prompts).float()
+        chunk = 1024
+        progress = None
+        if len(prompts) > chunk:  # minutes on a CPU: say so, show progress
+            print_log(
+                f'encoding {len(prompts)} prompts ({len(texts)} texts x '
+                f'{len(self.templates)} templates), once: they are cached in '
+                f'{self.cache_dir or "memory"}',
+                logger='current')
+            from mmengine.utils import ProgressBar
+            progress = ProgressBar(len(prompts), file=sys.stderr)
+        parts = []
+        for start in range(0, len(prompts), chunk):
+            parts.append(
+                self.encoder.encode_text(prompts[start:start + chunk]))
+            if progress is not None:
+                progress.update(len(parts[-1]))
+        if progress is not None:
+            sys.stderr.write('\n')
+        emb = torch.cat(parts).float()
         emb = emb.reshape(len(texts), len(self.templates), -1).mean(1)
         emb = torch.nn.functional.normalize(emb, dim=-1).cpu()
         self.encoded_count += len(texts)

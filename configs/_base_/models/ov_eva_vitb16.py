@@ -24,7 +24,7 @@ model = dict(
         autocast='auto'),
     templates='imagenet80',
     term_templates='simple7',  # vocabulary terms: a smaller template set
-    # DESIGN.md steps 4-6; every step has its switch (see configs/ablations)
+    # method steps 4-6; every step has its switch (see configs/ablations)
     head=dict(
         type='OVEVAHead',
         use_similarity=True,
@@ -33,7 +33,7 @@ model = dict(
         refine=True,
         temperature=1.0,
         fusion_lambda=0.5),
-    # PAMR of the final logits (DESIGN.md step 6): off (0 steps) here, on
+    # PAMR of the final logits (method step 6): off (0 steps) here, on
     # in NACLIP's protocol; --cfg-options model.pamr.num_iter=10 on any config
     pamr=dict(num_iter=0, dilations=(8, 16)),
     test_cfg=dict(mode='slide', crop_size=(224, 224), stride=(112, 112)))

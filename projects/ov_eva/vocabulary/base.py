@@ -1,5 +1,5 @@
 """What every vocabulary source shares: cache keys, the cache round trip,
-failure handling, and (for MLLMs) DESIGN.md's two-stage iterative querying.
+failure handling, and (for MLLMs) the method's two-stage iterative querying.
 
 A source turns (image, target classes) into a ``VocabularyEntry``. Subclasses
 implement ``generate``; MLLM sources only implement ``ask`` (one chat turn).
@@ -233,7 +233,7 @@ def match_class(name: str, classes: Classes) -> Optional[str]:
 
 
 class MLLMVocabulary(VocabularySource):
-    """Two-stage, iterative querying of a multi-modal LLM (DESIGN.md step 3).
+    """Two-stage, iterative querying of a multi-modal LLM (method step 3).
 
     Args:
         k: new terms asked per class and round.

@@ -1,4 +1,4 @@
-"""The MLLM prompts of DESIGN.md step 3. ``PROMPT_VERSION`` is part of every
+"""The MLLM prompts of method step 3. ``PROMPT_VERSION`` is part of every
 vocabulary cache key: change it whenever a prompt's wording changes."""
 import json
 from typing import Dict, List, Sequence
