@@ -285,3 +285,27 @@ def test_mim_test_offline_from_a_checkpoint_alone(tmp_path):
         check=False)
     assert failed.returncode != 0
     assert 'not in the local cache' in failed.stderr + failed.stdout
+
+
+@pytest.mark.parametrize('tool', [
+    'tools/test.py', 'tools/demo.py', 'tools/compare.py',
+    'tools/build_vocabulary.py', 'tools/export_checkpoint.py'
+])
+def test_help_imports_no_torch_and_keeps_its_examples(tool):
+    proc = run_cli(sys.executable, '-X', 'importtime', tool, '--help')
+    imported = re.findall(r'\|\s+(\S+)$', proc.stderr, re.M)
+    assert 'torch' not in imported and 'ov_eva' not in imported
+    assert '--debug' in proc.stdout
+    # examples keep their line continuations (a plain docstring would join
+    # "... ade.py \<newline>        --cfg-options" into one line)
+    for line in proc.stdout.splitlines():
+        assert not re.search(r'\S {5,}--', line), line
+
+
+def test_random_weights_are_said_once(tmp_path):
+    proc = run_cli('tools/demo.py', 'demo/cat.jpg', '--classes', 'cat', 'dog',
+                   '--out', tmp_path, '--device', 'cpu', '--cfg-options',
+                   *TINY)
+    log = proc.stdout + proc.stderr
+    assert log.count('random weights') == 1
+    assert 'No pretrained weights loaded' not in log  # open_clip's own
