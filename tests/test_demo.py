@@ -5,10 +5,9 @@ import re
 import shutil
 import time
 
-import cv2
 import numpy as np
 import pytest
-from conftest import demo_outputs, run_demo, shared_data
+from conftest import demo_outputs, overlay_outlines, run_demo, shared_data
 from PIL import Image
 
 ADE_IMAGE = 'images/validation/ADE_val_00000001.jpg'
@@ -59,12 +58,7 @@ def test_one_image_with_the_default_lexicon_vocabulary(tmp_path):
     # region outlined in its colour; light colours (they lighten the photo)
     palette = np.array([c['color'] for c in record['classes']])
     expected = 0.5 * rgb + 0.5 * palette[label]
-    edges = np.zeros(label.shape, dtype=bool)
-    edges[:, :-1] |= label[:, 1:] != label[:, :-1]
-    edges[:-1] |= label[1:] != label[:-1]
-    thick = max(1, round(min(height, width) / 300))  # ~2 px here
-    edges = cv2.dilate(edges.astype(np.uint8), np.ones(
-        (thick, thick), np.uint8)).astype(bool)
+    edges = overlay_outlines(label)
     inside = ~edges
     assert np.abs(overlay[:height, :width][inside] -
                   expected[inside]).mean() < 3

@@ -146,9 +146,10 @@ def test_oveva_without_vocabulary_is_its_baseline(tmp_path):
     assert any((label != lexicon[name]).any() for name, label in base.items())
 
 
-def test_readme_shows_the_table():
+@pytest.mark.parametrize('page', ['README.md', 'docs/protocols.md'])
+def test_the_docs_show_the_table(page):
     out = run_cli('tools/print_protocols.py')
     table = out.stdout
     assert table.count('\n') == 2 + len(METHODS) * len(DATASETS)
-    assert table in (REPO / 'README.md').read_text(), (
-        'README.md: paste the output of python tools/print_protocols.py')
+    assert table in (REPO / page).read_text(), (
+        f'{page}: paste the output of python tools/print_protocols.py')

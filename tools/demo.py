@@ -186,13 +186,27 @@ def class_palette(num_classes: int) -> np.ndarray:
     """(K, 3) uint8 light, distinct colours: hues a golden angle apart at
     high value and medium saturation, so that a class blended over a photo
     lightens it instead of darkening it (the regions get outlines in the
-    same colours, see ``draw_overlay``)."""
-    hues = (np.arange(num_classes) * 0.618033988749895) % 1.0
-    saturation = np.where(np.arange(num_classes) % 2 == 0, 0.55, 0.8)
-    hsv = np.stack([hues * 180, saturation * 255,
-                    np.full(num_classes, 245)], axis=1)
-    return cv2.cvtColor(hsv.astype(np.uint8)[None],
-                        cv2.COLOR_HSV2RGB)[0]
+    same colours, see ``draw_overlay``); colours that round to the same
+    bytes are nudged apart, so every class has its own."""
+    k = np.arange(num_classes)
+    hue = (k * 0.618033988749895) % 1.0 * 6
+    saturation = np.array([0.45, 0.65, 0.85])[k % 3]
+    value = np.array([0.98, 0.88])[k % 2]
+    # HSV -> RGB (colorsys's formula, vectorised)
+    sector, frac = np.floor(hue).astype(int) % 6, hue - np.floor(hue)
+    p, q = value * (1 - saturation), value * (1 - saturation * frac)
+    t = value * (1 - saturation * (1 - frac))
+    rgb = np.choose(sector[None], [
+        np.stack(c) for c in ((value, t, p), (q, value, p), (p, value, t),
+                              (p, q, value), (t, p, value), (value, p, q))
+    ]).T
+    palette = np.round(rgb * 255).astype(int)
+    seen = set()
+    for row in palette:
+        while tuple(row) in seen:
+            row[2] = (row[2] + 7) % 256
+        seen.add(tuple(row))
+    return palette.astype(np.uint8)
 
 
 def region_edges(label: np.ndarray, width: int = 1) -> np.ndarray:
