@@ -249,6 +249,41 @@ def test_quick_gelu_follows_the_weights_file(tmp_path):
                                              'an OpenAI TorchScript archive')
 
 
+def test_openai_weights_are_rounded_as_openais_loader_rounds_them(tmp_path):
+    """OpenAI's clip.load (and open_clip's load_openai_model) turn conv,
+    linear and attention weights and the projections to float16 before
+    loading a checkpoint; LayerNorm, embeddings and the logit scale stay
+    float32. A float32 file taken as OpenAI's is rounded the same way."""
+    torch.manual_seed(0)
+    source = create_clip_model('ov-eva-tiny', quick_gelu=True)
+    path = tmp_path / 'float32.pt'
+    torch.save(source.state_dict(), path)
+    rounded = DenseCLIPEncoder(
+        'ov-eva-tiny', pretrained=str(path), fp16_weights=True)
+    kept = DenseCLIPEncoder('ov-eva-tiny', pretrained=str(path))
+    assert not kept.fp16_weights  # the tiny model has no 'openai' tag
+    rounded.init_weights(), kept.init_weights()
+    to_fp16 = ('conv1.weight', 'attn.in_proj_weight', 'attn.in_proj_bias',
+               'attn.out_proj.weight', 'attn.out_proj.bias', 'c_fc.weight',
+               'c_fc.bias', 'c_proj.weight', 'c_proj.bias', 'visual.proj',
+               'text_projection')
+    for key, value in source.state_dict().items():
+        got = rounded.model.state_dict()[key]
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(kept.model.state_dict()[key], value)
+        if key.endswith(to_fp16):
+            assert torch.equal(got, value.half().float()), key
+        else:  # LayerNorm, embeddings, logit scale
+            assert torch.equal(got, value), key
+    assert not torch.equal(rounded.model.visual.proj, source.visual.proj)
+    # an OpenAI architecture's state dict is taken as OpenAI's, a LAION
+    # download is not
+    from ov_eva.clip_encoder import weights_tag
+    assert weights_tag('ViT-B-16', str(path)) == 'openai'
+    assert weights_tag('ViT-B-16', 'laion2b_s34b_b88k') == 'laion2b_s34b_b88k'
+    assert weights_tag('ViT-H-14', str(path)) is None
+
+
 def test_openai_layout_file_runs_quick_gelu(tmp_path):
     """An OpenAI ViT-B/16 state dict given as model.clip.pretrained=FILE
     builds QuickGELU, and computes what a QuickGELU model computes."""
@@ -258,6 +293,7 @@ def test_openai_layout_file_runs_quick_gelu(tmp_path):
     torch.save({k: v.half() for k, v in source.state_dict().items()}, path)
     encoder = DenseCLIPEncoder(
         'ViT-B-16', pretrained=str(path), autocast='fp32')
+    assert encoder.fp16_weights  # rounded as OpenAI's loader rounds
     activation = encoder.model.visual.transformer.resblocks[0].mlp.gelu
     assert type(activation).__name__ == 'QuickGELU'
     text_act = encoder.model.transformer.resblocks[0].mlp.gelu

@@ -164,15 +164,13 @@ def _is_torchscript(path: str) -> bool:
         return any('/code/' in name for name in archive.namelist())
 
 
-def file_quick_gelu(name: str, path: str) -> Tuple[bool, str]:
-    """Whether a local weights file for open_clip model ``name`` was trained
-    with QuickGELU (OpenAI's activation; open_clip's configs default to
-    GELU), and why. The state dict does not say, so: the download of a known
-    tag (open_clip's or the hub's cache layout) takes that tag's setting; a
-    TorchScript archive is OpenAI's; a plain state dict for an architecture
-    that OpenAI released (an ``openai`` tag exists) is taken as OpenAI's."""
-    if (open_clip.get_model_config(name) or {}).get('quick_gelu'):
-        return True, f'model {name!r} is built with QuickGELU'
+def file_tag(name: str, path: str) -> Tuple[Optional[str], str]:
+    """The open_clip tag whose weights a local file for model ``name``
+    holds, as far as can be told, and why; None when nothing tells. The
+    state dict does not say, so: the download of a known tag (open_clip's
+    or the hub's cache layout) is that tag's; a TorchScript archive is
+    OpenAI's; a plain state dict for an architecture that OpenAI released
+    (an ``openai`` tag exists) is taken as OpenAI's."""
     tags = open_clip.list_pretrained_tags_by_model(name)
     resolved = os.path.realpath(path)
     for tag in tags:
@@ -182,15 +180,62 @@ def file_quick_gelu(name: str, path: str) -> Tuple[bool, str]:
         if (hub and f"models--{hub.split('/')[0]}--{hub.split('/')[-1]}"
                 in resolved) or (url and os.path.basename(url)
                                  == os.path.basename(path)):
-            return bool(cfg.get('quick_gelu', False)), \
-                f'the download of tag {tag!r}'
+            return tag, f'the download of tag {tag!r}'
     if _is_torchscript(path):
-        return True, 'an OpenAI TorchScript archive'
+        return 'openai', 'an OpenAI TorchScript archive'
     if 'openai' in tags:
-        return True, (f'{name!r} weights in a state dict are taken as '
-                      "OpenAI's; set model.clip.quick_gelu=False for "
-                      'weights trained with GELU (e.g. LAION, DataComp)')
-    return False, f"open_clip's {name!r} default"
+        return 'openai', (
+            f"{name!r} weights in a state dict are taken as OpenAI's; set "
+            'model.clip.quick_gelu=False and model.clip.fp16_weights=False '
+            'for other weights (e.g. LAION, DataComp)')
+    return None, f"open_clip's {name!r} default"
+
+
+def file_quick_gelu(name: str, path: str) -> Tuple[bool, str]:
+    """Whether a local weights file for open_clip model ``name`` was trained
+    with QuickGELU (OpenAI's activation; open_clip's configs default to
+    GELU), and why (see ``file_tag``)."""
+    if (open_clip.get_model_config(name) or {}).get('quick_gelu'):
+        return True, f'model {name!r} is built with QuickGELU'
+    tag, why = file_tag(name, path)
+    if tag in (None, 'openai'):
+        return tag == 'openai', why
+    return bool(
+        open_clip.get_pretrained_cfg(name, tag).get('quick_gelu', False)), why
+
+
+def weights_tag(name: str, pretrained: Optional[str]) -> Optional[str]:
+    """The tag of ``pretrained``: itself, or a local file's (``file_tag``),
+    or None."""
+    if pretrained is None:
+        return None
+    path = os.path.expanduser(pretrained)
+    return file_tag(name, path)[0] if os.path.isfile(path) else pretrained
+
+
+def round_like_openai(model: torch.nn.Module) -> None:
+    """Round the weights that OpenAI's loader (``clip.load``, and
+    open_clip's ``load_openai_model``) converts to float16 before loading a
+    checkpoint to float16 values, in place and still float32: convolution,
+    linear and attention weights and biases and the two projections.
+    OpenAI's weights were released in float16, so theirs do not change; a
+    float32 file given to the SCLIP-family code is rounded so."""
+    with torch.no_grad():
+        for module in model.modules():
+            names = []
+            if isinstance(module,
+                          (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)):
+                names += ['weight', 'bias']
+            if isinstance(module, torch.nn.MultiheadAttention):
+                names += [
+                    'in_proj_weight', 'q_proj_weight', 'k_proj_weight',
+                    'v_proj_weight', 'in_proj_bias', 'bias_k', 'bias_v'
+                ]
+            names += ['text_projection', 'proj']
+            for name in names:
+                tensor = getattr(module, name, None)
+                if isinstance(tensor, Tensor) and tensor.is_floating_point():
+                    tensor.copy_(tensor.half())
 
 
 def check_model_name(name: str) -> None:
@@ -284,6 +329,8 @@ def create_clip_model(name: str,
     if pretrained is not None:
         open_clip.load_checkpoint(model,
                                   weights_file(name, pretrained, cache_dir))
+        if weights_tag(name, pretrained) == 'openai':
+            round_like_openai(model)
     return model
 
 
@@ -298,6 +345,11 @@ class DenseCLIPEncoder(BaseModule):
         gaussian_std: NACLIP's neighbourhood standard deviation, in patches.
         quick_gelu: the MLP activation the weights were trained with; None
             follows the tag or the file (see ``file_quick_gelu``).
+        fp16_weights: round the loaded weights as OpenAI's loader does
+            (``round_like_openai``); None: for OpenAI's weights (the
+            ``openai`` tag, or a file taken as OpenAI's by ``file_tag``),
+            where it changes nothing for the released weights and makes a
+            float32 file compute what the SCLIP-family code computes.
         patch_fit: how inputs whose sides are not whole patches meet the
             patch grid, one of ``PATCH_FITS`` (see ``fit_axis``).
         pos_resize: how the positional embedding is resized for other grids:
@@ -324,6 +376,7 @@ class DenseCLIPEncoder(BaseModule):
                  gaussian_std: float = 5.0,
                  autocast: str = 'auto',
                  quick_gelu: Optional[bool] = None,
+                 fp16_weights: Optional[bool] = None,
                  patch_fit: str = 'pad_end',
                  pos_resize: str = 'scale_factor',
                  cache_dir: Optional[str] = None,
@@ -350,6 +403,9 @@ class DenseCLIPEncoder(BaseModule):
         self.model = build_clip_model(
             name, weights_quick_gelu(name, pretrained, quick_gelu))
         self.weights_loaded = pretrained is None
+        self.fp16_weights = (
+            weights_tag(name, pretrained) == 'openai'
+            if fp16_weights is None else fp16_weights)
         if pretrained is None:
             print_log(
                 f'CLIP model {name!r} has random weights '
@@ -378,6 +434,8 @@ class DenseCLIPEncoder(BaseModule):
             return
         path = weights_file(self.name, self.pretrained, self.cache_dir)
         open_clip.load_checkpoint(self.model, path)
+        if self.fp16_weights:
+            round_like_openai(self.model)
         self.model.eval()
         self.weights_loaded = True
         print_log(
