@@ -309,3 +309,18 @@ def test_random_weights_are_said_once(tmp_path):
     log = proc.stdout + proc.stderr
     assert log.count('random weights') == 1
     assert 'No pretrained weights loaded' not in log  # open_clip's own
+
+
+def test_build_vocabulary_help_names_every_short_source(monkeypatch):
+    """Its --help lists the sources without importing them (no torch):
+    the list must stay the registry's."""
+    import importlib.util
+
+    from ov_eva.registry import VOCABULARY_SHORT_NAMES
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / 'tools'))
+    spec = importlib.util.spec_from_file_location(
+        'build_vocabulary_tool',
+        Path(__file__).parents[1] / 'tools' / 'build_vocabulary.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert set(tool.SOURCES.split(', ')) == set(VOCABULARY_SHORT_NAMES)
