@@ -94,11 +94,10 @@ def parse_args(argv=None):
         action=DictAction,
         help='override config settings, key=value (applied last)')
     add_debug_flag(parser)
-    args = parser.parse_args(argv)
-    return parser, args
+    return parser.parse_args(argv)
 
 
-def find_images(parser, args):
+def find_images(args):
     """(images, root): the image, or every image under the folder (sorted),
     and the folder their output paths are relative to. Exits with a clear
     message when there is nothing to segment."""
@@ -133,7 +132,7 @@ def read_classes(args):
     return check_classes(args.classes, flag='--classes')
 
 
-def choose_device(parser, device) -> str:
+def choose_device(device) -> str:
     import torch
     cuda = torch.cuda.is_available()
     if device is None:
@@ -144,7 +143,7 @@ def choose_device(parser, device) -> str:
     return device
 
 
-def build_config(parser, args, classes) -> Config:
+def build_config(args, classes) -> Config:
     cfg = Config.fromfile(Path(args.config).expanduser())
     cfg.model.classes = [', '.join(synonyms) for synonyms in classes]
     cfg.model.prob_thd = 0.0
@@ -364,21 +363,21 @@ def segment(model, path: Path, prefix: Path, palette, opacity: float,
 
 
 def main(argv=None):
-    parser, args = parse_args(argv)
+    args = parse_args(argv)
     # what needs no torch first: a mistake answers in a fraction of a second
     if not 0 <= args.opacity <= 1:
         raise UserError(f'--opacity {args.opacity} is outside 0..1')
     check_config_file(args.config, '--config')
     check_options(args.cfg_options, args.config)
-    images, root = find_images(parser, args)
+    images, root = find_images(args)
     classes = read_classes(args)
 
     import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
     from ov_eva.memory import reuse_freed_memory
     from ov_eva.vocabulary import FatalVocabularyError
     reuse_freed_memory()
-    device = choose_device(parser, args.device)
-    cfg = build_config(parser, args, classes)
+    device = choose_device(args.device)
+    cfg = build_config(args, classes)
     Context.cfg = cfg
     start = time.perf_counter()
     model = build_model(cfg, device)

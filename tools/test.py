@@ -92,8 +92,8 @@ def flatten_pictures(show_dir: str) -> None:
         name = re.sub(r'^test_|(\.\w+)?_\d+\.png$', '',
                       picture.name) + '.png'
         shutil.move(str(picture), str(root / name))
-    nested.rmdir()
-    shutil.rmtree(root / 'vis_data')  # the run's config: in --work-dir too
+    # left: the run's config, which --work-dir holds too
+    shutil.rmtree(root / 'vis_data', ignore_errors=True)
 
 
 def prepare_cpu_distributed(cfg: Config) -> None:

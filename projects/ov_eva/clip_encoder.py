@@ -313,6 +313,23 @@ def build_clip_model(name: str, quick_gelu: bool) -> torch.nn.Module:
         logging.disable(previous)
 
 
+def load_clip_weights(model: torch.nn.Module,
+                      name: str,
+                      pretrained: str,
+                      cache_dir: Optional[str] = None,
+                      fp16_weights: Optional[bool] = None) -> str:
+    """Load ``pretrained`` (a tag or a local file, see ``weights_file``)
+    into ``model``, rounded as OpenAI's loader rounds (``fp16_weights``;
+    None: for OpenAI's weights). Returns the file loaded."""
+    path = weights_file(name, pretrained, cache_dir)
+    open_clip.load_checkpoint(model, path)
+    if fp16_weights is None:
+        fp16_weights = weights_tag(name, pretrained) == 'openai'
+    if fp16_weights:
+        round_like_openai(model)
+    return path
+
+
 def create_clip_model(name: str,
                       pretrained: Optional[str] = None,
                       cache_dir: Optional[str] = None,
@@ -327,10 +344,7 @@ def create_clip_model(name: str,
     model = build_clip_model(name,
                              weights_quick_gelu(name, pretrained, quick_gelu))
     if pretrained is not None:
-        open_clip.load_checkpoint(model,
-                                  weights_file(name, pretrained, cache_dir))
-        if weights_tag(name, pretrained) == 'openai':
-            round_like_openai(model)
+        load_clip_weights(model, name, pretrained, cache_dir)
     return model
 
 
@@ -432,10 +446,8 @@ class DenseCLIPEncoder(BaseModule):
     def load_pretrained(self) -> None:
         if self.weights_loaded:
             return
-        path = weights_file(self.name, self.pretrained, self.cache_dir)
-        open_clip.load_checkpoint(self.model, path)
-        if self.fp16_weights:
-            round_like_openai(self.model)
+        path = load_clip_weights(self.model, self.name, self.pretrained,
+                                 self.cache_dir, self.fp16_weights)
         self.model.eval()
         self.weights_loaded = True
         print_log(
