@@ -215,8 +215,9 @@ def region_edges(label: np.ndarray, width: int = 1) -> np.ndarray:
     edges[:, :-1] |= label[:, 1:] != label[:, :-1]
     edges[:-1] |= label[1:] != label[:-1]
     if width > 1:
-        edges = cv2.dilate(edges.astype(np.uint8),
-                           np.ones((width, width), np.uint8)).astype(bool)
+        edges = cv2.dilate(
+            edges.astype(np.uint8), np.ones((width, width),
+                                            np.uint8)).astype(bool)
     return edges
 
 

@@ -89,8 +89,7 @@ def flatten_pictures(show_dir: str) -> None:
     root = Path(show_dir)
     nested = root / 'vis_data' / 'vis_image'
     for picture in sorted(nested.glob('*.png')):
-        name = re.sub(r'^test_|(\.\w+)?_\d+\.png$', '',
-                      picture.name) + '.png'
+        name = re.sub(r'^test_|(\.\w+)?_\d+\.png$', '', picture.name) + '.png'
         shutil.move(str(picture), str(root / name))
     # left: the run's config, which --work-dir holds too
     shutil.rmtree(root / 'vis_data', ignore_errors=True)
