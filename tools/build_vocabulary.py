@@ -16,7 +16,19 @@ Share a vocabulary set, or replay someone else's exactly::
     python tools/build_vocabulary.py --cache-file v.sqlite --export v.jsonl
     python tools/build_vocabulary.py --cache-file v.sqlite --import v.jsonl
 
-A rerun skips every image already cached and retries the failed ones.
+Know the bill first, cap it, halve it::
+
+    python tools/build_vocabulary.py --config configs/oveva_vitb16_ade.py \
+        --cfg-options model.vocabulary.type=OpenAIVocabulary --dry-run
+    python tools/build_vocabulary.py --images my_photos/ \
+        --class-file my_classes.txt --set max_cost=0.5 detail=low
+    python tools/build_vocabulary.py --config configs/oveva_vitb16_ade.py \
+        --cfg-options model.vocabulary.type=OpenAIVocabulary --batch
+
+Every run prints its estimate (images, cached, calls, tokens, dollars)
+before any request; --dry-run prints it and sends nothing. A rerun skips
+every image already cached, retries the failed ones, asks the ones a budget
+skipped, and resumes the Batch API jobs a killed run left running.
 """
 import argparse
 from pathlib import Path
@@ -59,6 +71,15 @@ def parse_args(argv=None):
         'sources with --images')
     parser.add_argument('--cache-file', help='vocabulary cache (SQLite)')
     parser.add_argument('--concurrency', type=int, help='requests in flight')
+    parser.add_argument(
+        '--dry-run',
+        action='store_true',
+        help='print the estimate (calls, tokens, dollars) and send nothing')
+    parser.add_argument(
+        '--batch',
+        action='store_true',
+        help='use OpenAI\'s Batch API (half price, results within 24 h; '
+        'resumable)')
     parser.add_argument('--export', help='write the cache as JSON Lines')
     parser.add_argument(
         '--import', dest='import_', help='add a JSON Lines export')
@@ -150,7 +171,14 @@ def main(argv=None):
     vocab_cfg, classes, images, clip_cfg = (
         from_config(args) if args.config else from_folder(
             args, images, classes))
+    if args.batch:
+        vocab_cfg['batch'] = True
     source = build_vocabulary(vocab_cfg)
+    if args.batch and not hasattr(source, 'prefetch_batch'):
+        raise UserError(f'--batch: {type(source).__name__} has no Batch API '
+                        '(use the openai source / OpenAIVocabulary)')
+    if args.dry_run:
+        return dry_run(source, images, classes)
     if getattr(source, 'needs_encoder', False):
         from ov_eva.clip_encoder import DenseCLIPEncoder
         source.bind(DenseCLIPEncoder(**clip_cfg))
@@ -162,6 +190,24 @@ def main(argv=None):
     except FatalVocabularyError as error:
         raise UserError(str(error)) from None
     print(summary.format())
+
+
+def dry_run(source, images, classes):
+    """The estimate, or (for sources that pay no one) the cached count."""
+    if hasattr(source, 'estimate'):
+        print(source.estimate(images, classes).format())
+    else:
+        cached = 0
+        if source.cache is not None:
+            from ov_eva.vocabulary import VocabularyFailure
+            for image in images:
+                try:
+                    cached += source.lookup(image, classes)[3] is not None
+                except VocabularyFailure:
+                    pass
+        print(f'{len(images)} images, {cached} cached; '
+              f'{type(source).__name__} sends no paid requests')
+    print('dry run: no request sent')
 
 
 if __name__ == '__main__':

@@ -71,9 +71,13 @@ class DatasetClassesHook(Hook):
 @HOOKS.register_module()
 class VocabularyPrefetchHook(Hook):
     """Before testing, fetch every test image's vocabulary into the cache,
-    ``concurrency`` requests in flight, and log a summary. Under distributed
-    launchers each rank fetches its own shard of the images and the ranks
-    meet at a barrier, so the test loop then only reads the cache.
+    ``concurrency`` requests in flight (or through the Batch API when the
+    source is in batch mode), and log a summary. Its first line is the
+    source's estimate of calls, tokens and dollars (``OpenAIVocabulary``);
+    the summary puts the estimate beside what the server reported. Under
+    distributed launchers each rank fetches its own shard of the images and
+    the ranks meet at a barrier, so the test loop then only reads the
+    cache.
 
     Args:
         concurrency: requests in flight; None uses the source's limit
@@ -105,7 +109,8 @@ class VocabularyPrefetchHook(Hook):
             paths,
             segmentor.classes,
             self.concurrency,
-            progress=rank == 0)
+            progress=rank == 0,
+            report=lambda line: print_log(line, logger='current'))
         if is_distributed():
             parts = all_gather_object(summary)
             summary = parts[0]

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..text_bank import default_cache_dir
 from .cache import Term, VocabularyCache, VocabularyEntry
+from .pricing import BudgetExhausted
 from .prompts import PROMPT_VERSION, expand_prompt, perceive_prompt
 from .terms import AnswerError, clean_term, clean_terms, parse_json
 
@@ -96,7 +97,7 @@ def classes_digest(classes: Classes) -> str:
 @dataclass
 class FetchResult:
     """What ``fetch`` did for one image."""
-    status: str  # 'hit', 'new' or 'failed'
+    status: str  # 'hit', 'new', 'failed' or 'skipped' (budget reached)
     entry: Optional[VocabularyEntry] = None
     error: Optional[str] = None
     usage: Dict[str, int] = field(default_factory=dict)
@@ -187,6 +188,8 @@ class VocabularySource:
             terms, raw = self.generate(load_rgb(image), classes, usage)
         except FatalVocabularyError:
             raise
+        except BudgetExhausted as error:
+            return self._skipped(key, image_hash, str(error), usage)
         except Exception as error:  # one image's failure, not the run's
             message = self.redact(f'{type(error).__name__}: {error}')
             return self._failed(key, image_hash, message, usage)
@@ -205,6 +208,14 @@ class VocabularySource:
         if self.cache is not None:
             self.cache.put(entry)
         return FetchResult('new', entry, usage=usage)
+
+    def _skipped(self, key, image_hash, message, usage=None) -> FetchResult:
+        """The budget stopped this image: class names only, recorded (not
+        cached as a vocabulary) so that a rerun with more budget asks it."""
+        message = f'skipped: {message}'
+        if key is not None and self.cache is not None:
+            self.cache.record_failure(key, image_hash, message)
+        return FetchResult('skipped', error=message, usage=usage or {})
 
     def _failed(self, key, image_hash, message, usage=None) -> FetchResult:
         if key is not None and self.cache is not None:
@@ -261,9 +272,22 @@ class MLLMVocabulary(VocabularySource):
         raise NotImplementedError
 
     def generate(self, rgb, classes, usage):
+        talk = self.dialogue(classes)
+        try:
+            prompt = next(talk)
+            while True:
+                prompt = talk.send(self.ask(rgb, prompt, usage))
+        except StopIteration as done:
+            return done.value
+
+    def dialogue(self, classes: Classes):
+        """The method's conversation as a generator: it yields each prompt
+        and is sent the answer; it returns ``(terms, raw answers)`` (or
+        raises ``AnswerError``). The online path drives it with ``ask``, the
+        Batch API path drives many at once, one batch per step."""
         names = [synonyms[0] for synonyms in classes]
         raw: List[str] = []
-        answer = self.ask(rgb, perceive_prompt(), usage)
+        answer = yield perceive_prompt()
         raw.append(answer)
         try:
             perceived = clean_terms(_term_list(answer), limit=self.max_terms)
@@ -272,8 +296,7 @@ class MLLMVocabulary(VocabularySource):
         terms: List[Term] = []
         held: Dict[str, List[str]] = {}
         for _ in range(self.rounds):
-            answer = self.ask(rgb, expand_prompt(names, perceived, held,
-                                                 self.k), usage)
+            answer = yield expand_prompt(names, perceived, held, self.k)
             raw.append(answer)
             try:
                 proposals = parse_json(answer, dict)

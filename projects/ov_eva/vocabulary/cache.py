@@ -6,6 +6,11 @@ finished entry and a rerun resumes; SQLite's locking lets many processes
 (distributed ranks, parallel prefetchers) share one file. Failures live in
 their own table and are never served as vocabularies, so a rerun retries
 them. Nothing secret is stored: no API key, no server address.
+
+Batch API runs keep their state here too: each image's conversation so far
+(``dialogues``: the answers received, the usage billed) and every batch
+submitted (``batches``: its id, state and the requests it holds), so a
+killed run polls its running batch again instead of paying twice.
 """
 import json
 import os
@@ -41,6 +46,22 @@ CREATE TABLE IF NOT EXISTS failures (
     image TEXT NOT NULL,
     error TEXT NOT NULL,
     attempts INTEGER NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dialogues (
+    key TEXT PRIMARY KEY,
+    image TEXT NOT NULL,
+    answers TEXT NOT NULL,
+    usage TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    state TEXT NOT NULL,
+    requests TEXT NOT NULL,
+    created REAL NOT NULL,
     updated REAL NOT NULL
 );
 """
@@ -259,6 +280,78 @@ class VocabularyCache:
                 'ON CONFLICT(key) DO UPDATE SET error = excluded.error, '
                 'attempts = attempts + 1, updated = excluded.updated',
                 (key, image, error[:2000], time.time()))
+
+    def usage_stats(self, source: str, model: str) -> Dict[str, float]:
+        """Entries, requests and tokens billed over the cached entries of
+        one source and model (the estimate's observed means)."""
+        totals = dict(
+            entries=0, requests=0, prompt_tokens=0, completion_tokens=0)
+        rows = self._connect().execute(
+            'SELECT usage FROM entries WHERE source = ? AND model = ?',
+            (source, model))
+        for (usage, ) in rows:
+            usage = json.loads(usage)
+            if not usage.get('requests'):
+                continue  # replayed or imported without usage
+            totals['entries'] += 1
+            for name in ('requests', 'prompt_tokens', 'completion_tokens'):
+                totals[name] += int(usage.get(name, 0))
+        return totals
+
+    # Batch API state
+    def dialogue(self, key: str) -> Optional[Dict]:
+        row = self._connect().execute(
+            'SELECT answers, usage, failures FROM dialogues WHERE key = ?',
+            (key, )).fetchone()
+        if row is None:
+            return None
+        return dict(
+            answers=json.loads(row[0]),
+            usage=json.loads(row[1]),
+            failures=row[2])
+
+    def put_dialogue(self, key: str, image: str, answers: List[str],
+                     usage: Dict[str, int], failures: int) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                'INSERT OR REPLACE INTO dialogues VALUES (?, ?, ?, ?, ?, ?)',
+                (key, image, json.dumps(answers), json.dumps(usage), failures,
+                 time.time()))
+
+    def drop_dialogue(self, key: str) -> None:
+        with self._transaction() as conn:
+            conn.execute('DELETE FROM dialogues WHERE key = ?', (key, ))
+
+    def add_batch(self, batch_id: str, model: str, state: str,
+                  requests: List[str]) -> None:
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                'INSERT OR REPLACE INTO batches VALUES '
+                '(?, ?, ?, ?, ?, ?)',
+                (batch_id, model, state, json.dumps(requests), now, now))
+
+    def set_batch_state(self, batch_id: str, state: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                'UPDATE batches SET state = ?, updated = ? WHERE id = ?',
+                (state, time.time(), batch_id))
+
+    def batches(self, open_only: bool = False) -> List[Dict]:
+        """Submitted batches, oldest first; ``open_only``: those whose
+        results are not yet read into the dialogues."""
+        rows = self._connect().execute(
+            'SELECT id, model, state, requests, created FROM batches' +
+            (" WHERE state != 'done'" if open_only else '') +
+            ' ORDER BY created').fetchall()
+        return [
+            dict(
+                id=r[0],
+                model=r[1],
+                state=r[2],
+                requests=json.loads(r[3]),
+                created=r[4]) for r in rows
+        ]
 
     def failures(self) -> List[Tuple[str, str, str, int]]:
         return self._connect().execute(

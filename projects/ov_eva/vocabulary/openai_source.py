@@ -1,17 +1,28 @@
 """Vocabularies from GPT-4o or any OpenAI-compatible server (vLLM, Ollama,
 LM Studio, llama.cpp serving LLaVA, Janus-Pro, Qwen-VL, ...)."""
 import base64
+import json
+import math
 import os
 import threading
-from typing import Dict, Optional
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from ..registry import VOCABULARIES
-from .base import FatalVocabularyError, MLLMVocabulary, shrink
-from .prompts import SYSTEM
+from .base import (Classes, FatalVocabularyError, FetchResult, ImageInput,
+                   MLLMVocabulary, VocabularyFailure, load_rgb, shrink)
+from .cache import VocabularyEntry
+from .pricing import (Budget, BudgetExhausted, Estimate, PriceTable,
+                      TextCounter, image_tokens, sent_size)
+from .prompts import SYSTEM, expand_prompt, perceive_prompt
 from .terms import AnswerError
+
+DETAILS = ('low', 'high', 'auto')
+BATCH_DONE = ('completed', 'failed', 'expired', 'cancelled')
 
 
 def encode_image(rgb: np.ndarray, max_side: int, quality: int = 90) -> str:
@@ -46,7 +57,25 @@ class OpenAIVocabulary(MLLMVocabulary):
         max_consecutive_failures: after this many images in a row fail to
             reach the server at all, stop the run (a dead server or bad URL).
         prices: USD per million tokens, ``dict(input=2.5, output=10.0)``,
-            for the cost estimate in the prefetch summary.
+            overriding the price table's entry for ``model``.
+        price_file: a price table shaped like ``vocabulary/prices.json``
+            (the dated table shipped with OV-EVA when None).
+        detail: ``'low'``, ``'high'`` or ``'auto'`` (the server decides;
+            estimated as high): how finely the model looks at the image,
+            and what it costs (part of the cache key unless ``'auto'``).
+        max_cost: hard budget in dollars for this run (online or batch
+            prices); once the next request would pass it, no new request
+            starts, requests in flight finish, and the remaining images get
+            class names only, recorded as skipped (a rerun with a larger
+            budget continues). Needs a price for ``model``.
+        max_total_tokens: the same cap in tokens (input + output).
+        batch: fetch through OpenAI's Batch API (half price, results within
+            24 h): the first prompt of every uncached image in one batch,
+            then one batch per stage-2 round; resumable (batch ids live in
+            the vocabulary cache). Only the prefetch asks in this mode.
+        batch_poll_seconds: pause between two looks at a running batch.
+        batch_retries: times a failed batch line is asked again (in the
+            next batch) before the image is recorded as failed.
     """
     source_name = 'openai'
 
@@ -63,6 +92,13 @@ class OpenAIVocabulary(MLLMVocabulary):
                  concurrency: int = 16,
                  max_consecutive_failures: int = 8,
                  prices: Optional[Dict[str, float]] = None,
+                 price_file: Optional[str] = None,
+                 detail: str = 'auto',
+                 max_cost: Optional[float] = None,
+                 max_total_tokens: Optional[int] = None,
+                 batch: bool = False,
+                 batch_poll_seconds: float = 30.0,
+                 batch_retries: int = 1,
                  **kwargs):
         super().__init__(**kwargs)
         self.model = model
@@ -78,7 +114,27 @@ class OpenAIVocabulary(MLLMVocabulary):
         self.max_tokens, self.json_mode = max_tokens, json_mode
         self.max_concurrency = concurrency
         self.max_consecutive_failures = max_consecutive_failures
-        self.prices = prices
+        if detail not in DETAILS:
+            raise ValueError(f'detail must be one of {", ".join(DETAILS)}, '
+                             f'not {detail!r}')
+        self.detail = detail
+        self.price_table = PriceTable(price_file)
+        entry = self.price_table.model(model)
+        self.prices = dict(entry or {}, **(prices or {}))
+        if not {'input', 'output'} <= set(self.prices):
+            self.prices = None
+        self.budget = Budget(max_cost, max_total_tokens)
+        if max_cost is not None and self.prices is None:
+            raise ValueError(
+                f'max_cost needs the price of {model!r}, which the price '
+                f'table ({self.price_table.path}) lacks: set prices='
+                'dict(input=..., output=...) (USD per 1M tokens), or use '
+                'max_total_tokens')
+        self.batch = bool(batch)
+        self.batch_poll_seconds = batch_poll_seconds
+        self.batch_retries = batch_retries
+        self._counter: Optional[TextCounter] = None
+        self._cache_mean_output: Optional[float] = None
         self._client = None
         self._client_pid = None
         self._client_lock = threading.Lock()
@@ -89,7 +145,10 @@ class OpenAIVocabulary(MLLMVocabulary):
         return self.model
 
     def params(self) -> Dict:
-        return dict(super().params(), max_image_side=self.max_image_side)
+        params = dict(super().params(), max_image_side=self.max_image_side)
+        if self.detail != 'auto':  # 'auto' is what was always sent
+            params['detail'] = self.detail
+        return params
 
     def _key(self) -> str:
         return os.environ.get(self.api_key_env) or 'no-key'
@@ -112,25 +171,94 @@ class OpenAIVocabulary(MLLMVocabulary):
                 self._client_pid = os.getpid()
             return self._client
 
-    def ask(self, rgb, prompt, usage):
-        import openai
+    def body(self, rgb: np.ndarray, prompt: str) -> Dict:
+        """The chat-completions request for one image and prompt."""
+        image_url = dict(url=encode_image(rgb, self.max_image_side))
+        if self.detail != 'auto':
+            image_url['detail'] = self.detail
         messages = [
             dict(role='system', content=SYSTEM),
             dict(
                 role='user',
                 content=[
                     dict(type='text', text=prompt),
-                    dict(
-                        type='image_url',
-                        image_url=dict(
-                            url=encode_image(rgb, self.max_image_side)))
+                    dict(type='image_url', image_url=image_url)
                 ])
         ]
-        kwargs = dict(
+        return dict(
             model=self.model,
             messages=messages,
             temperature=self.temperature,
             max_tokens=self.max_tokens)
+
+    @property
+    def counter(self) -> TextCounter:
+        if self._counter is None:
+            self._counter = TextCounter(self.model)
+        return self._counter
+
+    def image_tokens(self, width: int, height: int) -> int:
+        """Input tokens of an image of this size, as this source sends it."""
+        prices = self.prices or {}
+        return image_tokens(*sent_size(width, height, self.max_image_side),
+                            self.detail, int(prices.get('image_base', 85)),
+                            int(prices.get('image_tile', 170)))
+
+    def request_bound(self, shape: Sequence[int],
+                      prompt: str) -> Tuple[int, int]:
+        """(input tokens estimated, output tokens at most) of one request
+        about an image of ``shape`` (H, W, ...)."""
+        return (self.counter.chat(SYSTEM, prompt) +
+                self.image_tokens(shape[1], shape[0]), self.max_tokens)
+
+    def _reserve(self, shape, prompt, batch=False) -> Tuple[float, int]:
+        """Hold this request's expected cost in the budget (see
+        ``pricing.Budget``), or raise ``BudgetExhausted``."""
+        if not self.budget.active:
+            return None
+        tokens_in, tokens_out = self.request_bound(shape, prompt)
+        mean = self.budget.mean_output()
+        if mean is None and self._cache_mean_output is None:
+            stats = self.cache.usage_stats(
+                self.source_name,
+                self.model) if self.cache is not None else {}
+            self._cache_mean_output = (
+                stats['completion_tokens'] /
+                stats['requests'] if stats.get('requests') else -1)
+        if mean is None and self._cache_mean_output >= 0:
+            mean = self._cache_mean_output
+        if mean is not None:
+            tokens_out = min(tokens_out, math.ceil(mean))
+        return self.budget.reserve(
+            self.price(tokens_in, tokens_out, batch) or 0.0,
+            tokens_in + tokens_out,
+            wait=not batch)
+
+    def price(self,
+              tokens_in: float,
+              tokens_out: float,
+              batch: bool = False) -> Optional[float]:
+        """Dollars for these tokens (None: no price for the model)."""
+        if not self.prices:
+            return None
+        cost = (tokens_in * self.prices['input'] +
+                tokens_out * self.prices['output']) / 1e6
+        return cost * self.price_table.batch_discount if batch else cost
+
+    def _settle(self, held, used, batch=False) -> None:
+        if held is not None:
+            tokens_in = int(getattr(used, 'prompt_tokens', 0) or 0)
+            tokens_out = int(getattr(used, 'completion_tokens', 0) or 0)
+            self.budget.settle(held,
+                               self.price(tokens_in, tokens_out, batch) or 0.0,
+                               tokens_in + tokens_out,
+                               tokens_out if used is not None else None)
+
+    def ask(self, rgb, prompt, usage):
+        import openai
+        kwargs = self.body(rgb, prompt)
+        held = self._reserve(rgb.shape, prompt)  # BudgetExhausted: no room
+        response = None
         try:
             try:
                 response = self.client.chat.completions.create(
@@ -147,6 +275,8 @@ class OpenAIVocabulary(MLLMVocabulary):
         except (openai.APIConnectionError, openai.APITimeoutError):
             self._note_unreachable()
             raise
+        finally:
+            self._settle(held, getattr(response, 'usage', None))
         self._unreachable = 0
         self._count(response, usage)
         if not response.choices:
@@ -186,8 +316,361 @@ class OpenAIVocabulary(MLLMVocabulary):
                 getattr(used, theirs, 0) or 0)
 
     def cost(self, usage: Dict[str, int]) -> Optional[float]:
-        if not self.prices:
+        return self.price(
+            usage.get('prompt_tokens', 0), usage.get('completion_tokens', 0),
+            self.batch)
+
+    # What a run will cost, before it starts
+    def estimate(self, images: Sequence[ImageInput],
+                 classes: Classes) -> Estimate:
+        """Calls, tokens and dollars to fetch ``images`` (nothing sent)."""
+        est = Estimate(
+            model=self.model,
+            detail=self.detail,
+            max_image_side=self.max_image_side,
+            text_method=self.counter.method,
+            price_date=self.price_table.date,
+            batch_discount=self.price_table.batch_discount)
+        names = [synonyms[0] for synonyms in classes]
+        text_tokens = self.counter.chat(SYSTEM, perceive_prompt()) + sum(
+            self.counter.chat(SYSTEM, expand_prompt(names, [], {}, self.k))
+            for _ in range(self.rounds))
+        image_total = 0
+        for image in images:
+            est.images += 1
+            try:
+                cached = self.lookup(image, classes)[3]
+                width, height = image_size(image)
+            except (VocabularyFailure, ValueError):
+                est.unreadable += 1
+                continue
+            if cached is not None:
+                est.cached += 1
+            else:
+                image_total += self.image_tokens(width, height)
+        asked, calls = est.to_ask, 1 + self.rounds
+        est.calls_max = asked * calls
+        est.input_tokens = image_total * calls + asked * text_tokens
+        est.image_tokens_per_call = image_total / asked if asked else 0.0
+        est.output_bound = est.calls_max * self.max_tokens
+        stats = self.cache.usage_stats(
+            self.source_name, self.model) if self.cache is not None else {}
+        if stats.get('entries'):
+            est.calls_expected = asked * stats['requests'] / stats['entries']
+            est.output_observed = (
+                est.calls_expected * stats['completion_tokens'] /
+                stats['requests'])
+        est.cost_bound = self.price(est.input_tokens, est.output_bound)
+        if est.output_observed is not None and est.cost_bound is not None:
+            est.cost_expected = self.price(
+                est.input_tokens * est.calls_expected / max(1, est.calls_max),
+                est.output_observed)
+        if self.budget.active:
+            est.notes.append(f'budget: {self.budget.state()}')
+        if self.batch:
+            est.notes.append('Batch API mode (batch prices apply)')
+        if est.unreadable:
+            est.notes.append(f'{est.unreadable} images unreadable')
+        return est
+
+    def fetch(self, image, classes) -> FetchResult:
+        if not self.batch:
+            return super().fetch(image, classes)
+        # batch mode asks nothing online (that would cost twice the price):
+        # what the batch run did not fetch falls back to the class names
+        try:
+            cached = self.lookup(image, classes)[3]
+        except VocabularyFailure as error:
+            return self._failed(None, None, str(error))
+        if cached is not None:
+            return FetchResult('hit', cached)
+        return FetchResult(
+            'failed',
+            error='batch mode: no vocabulary in the cache (run the prefetch '
+            'or tools/build_vocabulary.py --batch)')
+
+    # The Batch API
+    def prefetch_batch(self,
+                       images: Sequence[ImageInput],
+                       classes: Classes,
+                       progress: bool = True,
+                       report: Callable[[str], None] = print):
+        """Fetch every uncached image through the Batch API: one batch per
+        step of the conversation, for all images at that step. Returns a
+        ``PrefetchSummary``; every step's answers are in the cache as soon
+        as they are read, so a killed run resumes where it was."""
+        from .prefetch import PrefetchSummary
+        if self.cache is None:
+            raise ValueError('batch mode keeps its state in the vocabulary '
+                             'cache: give a cache_file')
+        start = time.monotonic()
+        order: List = []  # per image: its key, or its FetchResult
+        todo: Dict[str, Dict] = {}
+        for image in images:
+            try:
+                key, image_hash, class_hash, cached = self.lookup(
+                    image, classes)
+            except VocabularyFailure as error:
+                order.append(self._failed(None, None, str(error)))
+                continue
+            if cached is not None:
+                order.append(FetchResult('hit', cached))
+                continue
+            order.append(key)
+            if key not in todo:
+                state = self.cache.dialogue(key) or dict(
+                    answers=[], usage={}, failures=0)
+                todo[key] = dict(
+                    state,
+                    image=image,
+                    image_hash=image_hash,
+                    class_hash=class_hash,
+                    new={})
+        self._results: Dict[str, FetchResult] = {}
+        self._held: Dict[str, Tuple[float, int]] = {}
+        # a killed run's batches first: poll them, never submit them again
+        for batch in self.cache.batches(open_only=True):
+            if batch['model'] == self.model and any(
+                    r.rsplit(':', 1)[0] in todo for r in batch['requests']):
+                report(f'resuming batch {batch["id"]} ({batch["state"]}, '
+                       f'{len(batch["requests"])} requests)')
+                self._collect(batch['id'], batch['requests'], todo, classes,
+                              progress)
+        while True:
+            prompts = self._advance(todo, classes)
+            if not prompts:
+                break
+            lines, ids = [], []
+            for key, (custom_id, prompt) in prompts.items():
+                state = todo[key]
+                try:
+                    rgb = load_rgb(state['image'])
+                    self._held[custom_id] = self._reserve(
+                        rgb.shape, prompt, batch=True)
+                except BudgetExhausted as error:
+                    self._done(
+                        key, todo,
+                        self._skipped(key, state['image_hash'], str(error),
+                                      state['new']))
+                    continue
+                except VocabularyFailure as error:
+                    self._done(
+                        key, todo,
+                        self._failed(key, state['image_hash'], str(error)))
+                    continue
+                lines.append(
+                    json.dumps(
+                        dict(
+                            custom_id=custom_id,
+                            method='POST',
+                            url='/v1/chat/completions',
+                            body=self.body(rgb, prompt))))
+                ids.append(custom_id)
+            if not ids:
+                break
+            batch_id = self._submit(lines, ids)
+            report(f'batch {batch_id}: {len(ids)} requests submitted')
+            self._collect(batch_id, ids, todo, classes, progress)
+        summary = PrefetchSummary()
+        counted = set()
+        for item in order:
+            if isinstance(item, str):
+                result = self._results[item]
+                if item in counted:  # the same image twice: bill it once
+                    result = FetchResult(result.status, result.entry,
+                                         result.error)
+                counted.add(item)
+                item = result
+            summary.add(item)
+        summary.seconds = time.monotonic() - start
+        summary.cost = self.cost(summary.to_dict())
+        return summary
+
+    def _advance(self, todo: Dict[str, Dict],
+                 classes: Classes) -> Dict[str, Tuple[str, str]]:
+        """Replay each image's answers through ``dialogue``: its next
+        prompt, or its finished entry (stored, and the image done)."""
+        prompts = {}
+        for key, state in list(todo.items()):
+            talk = self.dialogue(classes)
+            try:
+                prompt = next(talk)
+                for answer in state['answers']:
+                    prompt = talk.send(answer)
+            except StopIteration as finished:
+                terms, raw = finished.value
+                entry = VocabularyEntry(
+                    key=key,
+                    image=state['image_hash'],
+                    source=self.source_name,
+                    model=self.model_id,
+                    prompt_version=self.prompt_version,
+                    classes=state['class_hash'],
+                    params=self.params(),
+                    terms=terms,
+                    raw_answers=list(raw),
+                    usage=dict(state['usage'], batch=1))
+                self.cache.put(entry)
+                self._done(key, todo,
+                           FetchResult('new', entry, usage=state['new']))
+            except AnswerError as error:
+                self._done(
+                    key, todo,
+                    self._failed(key, state['image_hash'],
+                                 f'AnswerError: {error}', state['new']))
+            else:
+                prompts[key] = (f'{key}:{len(state["answers"])}', prompt)
+        return prompts
+
+    def _done(self, key, todo, result: FetchResult) -> None:
+        self._results[key] = result
+        todo.pop(key, None)
+        self.cache.drop_dialogue(key)
+
+    def _api(self, what: str, call):
+        """A Batch/Files API call; a rejected key or an unreachable server
+        ends the run (the batch ids so far stay in the cache)."""
+        import openai
+        try:
+            return call()
+        except openai.AuthenticationError as error:
+            raise FatalVocabularyError(
+                f'the server rejected the API key ({error.status_code}); '
+                f'check the environment variable {self.api_key_env}') from None
+        except openai.APIError as error:
+            where = self.base_url or 'the OpenAI API'
+            raise FatalVocabularyError(
+                self.redact(f'Batch API {what} at {where} failed: '
+                            f'{type(error).__name__}: {error}. Batches '
+                            'already submitted are kept in the cache; rerun '
+                            'to resume them.')) from None
+
+    def _submit(self, lines: List[str], ids: List[str]) -> str:
+        data = ('\n'.join(lines) + '\n').encode()
+        upload = self._api(
+            'upload', lambda: self.client.files.create(
+                file=('ov_eva_batch.jsonl', data, 'application/jsonl'),
+                purpose='batch'))
+        batch = self._api(
+            'create', lambda: self.client.batches.create(
+                input_file_id=upload.id,
+                endpoint='/v1/chat/completions',
+                completion_window='24h',
+                metadata=dict(source='ov-eva')))
+        self.cache.add_batch(batch.id, self.model, batch.status, ids)
+        return batch.id
+
+    def _collect(self, batch_id: str, ids: List[str], todo: Dict[str, Dict],
+                 classes: Classes, progress: bool) -> None:
+        """Poll a batch to its end, then read its answers and errors."""
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(ids)) if progress and ids else None
+        shown = 0
+        while True:
+            batch = self._api('poll',
+                              lambda: self.client.batches.retrieve(batch_id))
+            self.cache.set_batch_state(batch_id, batch.status)
+            counts = getattr(batch, 'request_counts', None)
+            finished = (counts.completed + counts.failed) if counts else 0
+            if bar is not None and finished > shown:
+                bar.update(min(finished, len(ids)) - shown)
+                shown = min(finished, len(ids))
+            if batch.status in BATCH_DONE:
+                break
+            time.sleep(self.batch_poll_seconds)
+        if bar is not None:
+            print()
+        answered = set()
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            content = self._api(
+                'download', lambda: self.client.files.content(file_id)).text
+            for line in content.splitlines():
+                if line.strip():
+                    answered.add(self._read_line(line, todo))
+        why = self.redact(f'batch {batch_id} {batch.status}' + (
+            f': {batch.errors}' if getattr(batch, 'errors', None) else ''))
+        for custom_id in ids:
+            if custom_id not in answered:
+                self._line_failed(custom_id, todo, f'{why}, no result')
+        self.cache.set_batch_state(batch_id, 'done')
+
+    def _read_line(self, line: str, todo: Dict[str, Dict]) -> Optional[str]:
+        try:
+            record = json.loads(line)
+            custom_id = str(record['custom_id'])
+        except (ValueError, KeyError, TypeError):
             return None
-        return (usage.get('prompt_tokens', 0) * self.prices.get('input', 0) +
-                usage.get('completion_tokens', 0) *
-                self.prices.get('output', 0)) / 1e6
+        response = record.get('response') or {}
+        body = response.get('body') or {}
+        if record.get('error') or response.get('status_code') != 200:
+            error = record.get('error') or body.get('error') or {}
+            message = error.get('message') if isinstance(error,
+                                                         dict) else error
+            self._line_failed(
+                custom_id, todo, f'HTTP {response.get("status_code")}: '
+                f'{message}')
+            return custom_id
+        usage = body.get('usage') or {}
+        key, step = custom_id.rsplit(':', 1)
+        state = todo.get(key)
+        if state is None or int(step) != len(state['answers']):
+            return custom_id  # already read (a resumed run)
+        held = self._held.pop(custom_id, None)
+        if held is not None:
+            tokens_in = int(usage.get('prompt_tokens', 0) or 0)
+            tokens_out = int(usage.get('completion_tokens', 0) or 0)
+            self.budget.settle(held,
+                               self.price(tokens_in, tokens_out, True) or 0.0,
+                               tokens_in + tokens_out)
+        for bill in (state['usage'], state['new']):
+            bill['requests'] = bill.get('requests', 0) + 1
+            for name in ('prompt_tokens', 'completion_tokens'):
+                bill[name] = bill.get(name, 0) + int(usage.get(name, 0) or 0)
+        choices = body.get('choices') or [{}]
+        message = choices[0].get('message') or {}
+        refusal = self.redact(message.get('refusal') or '')
+        if refusal or not message.get('content'):
+            self._line_failed(
+                custom_id, todo, f'model refused: {refusal[:200]}'
+                if refusal else 'empty answer')
+            return custom_id
+        state['answers'].append(self.redact(message['content']))
+        self.cache.put_dialogue(key, state['image_hash'], state['answers'],
+                                state['usage'], state['failures'])
+        return custom_id
+
+    def _line_failed(self, custom_id: str, todo: Dict[str, Dict],
+                     message: str) -> None:
+        """A request of a batch got no answer: asked again in the next
+        batch, up to ``batch_retries`` times, then the image fails."""
+        key, step = custom_id.rsplit(':', 1)
+        state = todo.get(key)
+        if state is None or int(step) != len(state['answers']):
+            return
+        held = self._held.pop(custom_id, None)
+        if held is not None:
+            self.budget.settle(held, 0.0, 0)
+        state['failures'] += 1
+        message = self.redact(message)
+        if state['failures'] > self.batch_retries:
+            self._done(
+                key, todo,
+                self._failed(key, state['image_hash'], f'Batch API: {message}',
+                             state['new']))
+        else:
+            self.cache.put_dialogue(key, state['image_hash'], state['answers'],
+                                    state['usage'], state['failures'])
+
+
+def image_size(image: ImageInput) -> Tuple[int, int]:
+    """(width, height) of an image array or file (its header only)."""
+    if isinstance(image, np.ndarray):
+        return image.shape[1], image.shape[0]
+    from PIL import Image
+    try:
+        with Image.open(Path(image)) as opened:
+            return opened.size
+    except Exception as error:
+        raise ValueError(f'cannot read image {str(image)!r}: {error}')
