@@ -289,7 +289,8 @@ def test_mim_test_offline_from_a_checkpoint_alone(tmp_path):
 
 @pytest.mark.parametrize('tool', [
     'tools/test.py', 'tools/demo.py', 'tools/compare.py',
-    'tools/build_vocabulary.py', 'tools/export_checkpoint.py'
+    'tools/build_vocabulary.py', 'tools/export_checkpoint.py',
+    'tools/vocabulary_cost.py'
 ])
 def test_help_imports_no_torch_and_keeps_its_examples(tool):
     proc = run_cli(sys.executable, '-X', 'importtime', tool, '--help')
