@@ -31,6 +31,11 @@ def test_runner_prefetches_then_replays(tmp_path):
             env=env)
         assert re.search(r'3 images, 0 cache hits, 3 new, 0 failed',
                          first.stdout)
+        # the hook's first line is the estimate, made before any request
+        estimate = re.search(r'vocabulary estimate \(gpt-4o\): 3 images, 0 '
+                             r'cached, 3 to ask; calls <= 9', first.stdout)
+        assert estimate is not None
+        assert estimate.start() < first.stdout.index('vocabulary prefetch')
         assert 'mIoU' in first.stdout
         requests = server.count()
         assert requests == 9  # 3 images x (perceive + 2 expand rounds)
