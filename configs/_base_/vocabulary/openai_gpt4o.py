@@ -8,4 +8,8 @@ vocabulary = dict(
     max_terms=64,
     max_image_side=768,
     concurrency=16,
-    prices=dict(input=2.5, output=10.0))  # USD / 1M tokens, for the logs
+    detail='auto',  # or 'low' (85 image tokens a call) / 'high'
+    max_cost=None,  # hard budget in dollars, e.g. 0.5 (see the README)
+    batch=False)  # True: OpenAI's Batch API at half price (resumable)
+# prices: the dated table ov_eva/vocabulary/prices.json; override with
+# price_file=... or prices=dict(input=..., output=...) (USD / 1M tokens)
