@@ -182,6 +182,22 @@ def test_budget_stops_within_one_request_and_a_rerun_continues(tmp_path):
         assert again.new == summary.skipped and len(more.cache) == 10
 
 
+def test_budget_holds_against_a_server_billing_beyond_the_estimate(tmp_path):
+    """The server bills 3,000 input tokens for prompts estimated at a few
+    hundred: the first request calibrates, so 8 in flight still stop within
+    one request of the cap."""
+    per_request = (3000 * 2.5 + 700 * 10.0) / 1e6  # GPT-4o prices
+    with FakeOpenAIServer(latency=0.05, bill=(3000, 700)) as server:
+        vocab = source(
+            server, tmp_path, max_cost=12.5 * per_request, concurrency=8)
+        summary = prefetch(
+            vocab, [image(i) for i in range(10)], CLASSES, progress=False)
+        assert server.count() in (12, 13)
+    assert vocab.budget.spent_cost == pytest.approx(server.count() *
+                                                    per_request)
+    assert summary.skipped > 0
+
+
 def test_budget_through_set_and_cfg_options(tmp_path, folder):
     env = dict(OPENAI_API_KEY=KEY)
     with FakeOpenAIServer() as server:

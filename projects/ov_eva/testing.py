@@ -71,6 +71,9 @@ class FakeOpenAIServer:
             bodies and bad answers, as a leaky proxy might.
         batch_seconds: how long a batch stays in progress.
         batch_status: how a batch ends (or ``(batch index) -> status``).
+        bill: ``(prompt_tokens, completion_tokens)`` reported for every
+            answer; None: about a token per 4 characters (+85 for the
+            image).
     """
 
     def __init__(self,
@@ -82,7 +85,8 @@ class FakeOpenAIServer:
                  seed: int = 0,
                  echo_auth: bool = False,
                  batch_seconds: float = 0.0,
-                 batch_status: Union[str, Callable[[int], str]] = 'completed'):
+                 batch_status: Union[str, Callable[[int], str]] = 'completed',
+                 bill: Optional[tuple] = None):
         self.behaviour = behaviour
         self.latency, self.hang_seconds = latency, hang_seconds
         self.retry_after = retry_after
@@ -94,6 +98,7 @@ class FakeOpenAIServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.batch_seconds, self.batch_status = batch_seconds, batch_status
+        self.bill = bill
         self.files: Dict[str, bytes] = {}
         self.batches: List[Dict] = []  # one record per batch created
         self.api_calls: List[str] = []  # 'POST /v1/files', ...
@@ -296,6 +301,8 @@ class FakeOpenAIServer:
                 ]
             }), None),
         }.get(outcome, (good_answer(prompt), None))
+        tokens_in, tokens_out = self.bill or (len(prompt) // 4 + 85,
+                                              len(content or '') // 4)
         return (200,
                 dict(
                     id=f'chatcmpl-{time.time_ns()}',
@@ -312,10 +319,9 @@ class FakeOpenAIServer:
                                 refusal=refusal))
                     ],
                     usage=dict(
-                        prompt_tokens=len(prompt) // 4 + 85,
-                        completion_tokens=len(content or '') // 4,
-                        total_tokens=len(prompt) // 4 + 85 +
-                        len(content or '') // 4)), ())
+                        prompt_tokens=tokens_in,
+                        completion_tokens=tokens_out,
+                        total_tokens=tokens_in + tokens_out)), ())
 
     def _create_batch(self, body: Dict, data: bytes, auth: str) -> Dict:
         """Answer every line now; ``_batch_view`` reveals it in time."""

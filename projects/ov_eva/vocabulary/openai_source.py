@@ -211,7 +211,7 @@ class OpenAIVocabulary(MLLMVocabulary):
         return (self.counter.chat(SYSTEM, prompt) +
                 self.image_tokens(shape[1], shape[0]), self.max_tokens)
 
-    def _reserve(self, shape, prompt, batch=False) -> Tuple[float, int]:
+    def _reserve(self, shape, prompt, batch=False):
         """Hold this request's expected cost in the budget (see
         ``pricing.Budget``), or raise ``BudgetExhausted``."""
         if not self.budget.active:
@@ -229,10 +229,12 @@ class OpenAIVocabulary(MLLMVocabulary):
             mean = self._cache_mean_output
         if mean is not None:
             tokens_out = min(tokens_out, math.ceil(mean))
+        expected_in = math.ceil(tokens_in * self.budget.input_ratio())
         return self.budget.reserve(
-            self.price(tokens_in, tokens_out, batch) or 0.0,
-            tokens_in + tokens_out,
-            wait=not batch)
+            self.price(expected_in, tokens_out, batch) or 0.0,
+            expected_in + tokens_out,
+            wait=not batch,
+            estimated_input=tokens_in)
 
     def price(self,
               tokens_in: float,
@@ -249,10 +251,12 @@ class OpenAIVocabulary(MLLMVocabulary):
         if held is not None:
             tokens_in = int(getattr(used, 'prompt_tokens', 0) or 0)
             tokens_out = int(getattr(used, 'completion_tokens', 0) or 0)
-            self.budget.settle(held,
-                               self.price(tokens_in, tokens_out, batch) or 0.0,
-                               tokens_in + tokens_out,
-                               tokens_out if used is not None else None)
+            self.budget.settle(
+                held,
+                self.price(tokens_in, tokens_out, batch) or 0.0,
+                tokens_in + tokens_out,
+                tokens_out if used is not None else None,
+                input_tokens=tokens_in)
 
     def ask(self, rgb, prompt, usage):
         import openai
@@ -427,7 +431,7 @@ class OpenAIVocabulary(MLLMVocabulary):
                     class_hash=class_hash,
                     new={})
         self._results: Dict[str, FetchResult] = {}
-        self._held: Dict[str, Tuple[float, int]] = {}
+        self._held: Dict[str, Tuple[float, int, int]] = {}
         # a killed run's batches first: poll them, never submit them again
         for batch in self.cache.batches(open_only=True):
             if batch['model'] == self.model and any(
@@ -621,9 +625,12 @@ class OpenAIVocabulary(MLLMVocabulary):
         if held is not None:
             tokens_in = int(usage.get('prompt_tokens', 0) or 0)
             tokens_out = int(usage.get('completion_tokens', 0) or 0)
-            self.budget.settle(held,
-                               self.price(tokens_in, tokens_out, True) or 0.0,
-                               tokens_in + tokens_out)
+            self.budget.settle(
+                held,
+                self.price(tokens_in, tokens_out, True) or 0.0,
+                tokens_in + tokens_out,
+                tokens_out,
+                input_tokens=tokens_in)
         for bill in (state['usage'], state['new']):
             bill['requests'] = bill.get('requests', 0) + 1
             for name in ('prompt_tokens', 'completion_tokens'):

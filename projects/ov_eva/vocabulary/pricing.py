@@ -15,12 +15,14 @@
 * ``Budget``: ``max_cost`` dollars and/or ``max_total_tokens`` tokens. A
   request starts when what is spent, what the requests in flight are
   expected to cost and this request's own expected cost fit under the cap
-  (input: the estimate; output: the mean output the server reported for
-  this run's finished requests, else the cache's mean, else
-  ``max_tokens``). When it does not fit but requests are in flight, it
-  waits for them (their expectation is then replaced by the reported bill);
+  (input: the estimate, scaled by what the server reported against the
+  estimate for this run's finished requests; output: their mean, else the
+  cache's mean, else ``max_tokens``). When it does not fit but requests
+  are in flight, it waits for them (their expectation is then replaced by
+  the reported bill);
   when nothing is in flight it is refused (``BudgetExhausted``), except the
-  run's very first request while nothing is spent (its output is unknown).
+  run's first request while nothing is spent (its bill is unknown). Until
+  the server has billed one request, one runs at a time.
   So a run stops within one request of the cap: short of it by less than
   one request, past it only by what answers bill beyond the expectation.
 """
@@ -159,6 +161,8 @@ class Budget:
         self.refused = 0  # requests not started for the budget
         self.settled = 0  # requests finished with a reported bill
         self.settled_output = 0  # their output tokens
+        self._estimated_input = 0  # of those, input estimated
+        self._reported_input = 0  # and input reported
         self._in_flight = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -186,7 +190,8 @@ class Budget:
     def reserve(self,
                 cost: float,
                 tokens: int,
-                wait: bool = True) -> Tuple[float, int]:
+                wait: bool = True,
+                estimated_input: int = 0) -> Tuple[float, int, int]:
         """Hold the expected bill of one request, or raise
         ``BudgetExhausted``; ``wait``: while requests are in flight, wait
         for them to settle instead of refusing (not in batch mode, which
@@ -196,11 +201,16 @@ class Budget:
                 over = self._over(cost, tokens)
                 first = (not self.settled and not self._in_flight
                          and not self._reached())
+                if wait and not self.settled and self._in_flight:
+                    # one request at a time until the server has billed
+                    # one: what it bills calibrates every expectation
+                    self._changed.wait()
+                    continue
                 if not over or first:
                     self._held_cost += cost
                     self._held_tokens += tokens
                     self._in_flight += 1
-                    return cost, tokens
+                    return cost, tokens, estimated_input
                 if not wait or not self._in_flight:
                     self.refused += 1
                     raise BudgetExhausted(
@@ -210,12 +220,14 @@ class Budget:
                 self._changed.wait()
 
     def settle(self,
-               held: Tuple[float, int],
+               held: Tuple[float, int, int],
                cost: float,
                tokens: int,
-               output: Optional[int] = None) -> None:
+               output: Optional[int] = None,
+               input_tokens: int = 0) -> None:
         """Replace a held expectation by what the server reported
-        (``output``: its output tokens, None when nothing was billed)."""
+        (``output``, ``input_tokens``: its token counts; ``output`` None
+        when nothing was billed)."""
         with self._changed:
             self._held_cost -= held[0]
             self._held_tokens -= held[1]
@@ -225,7 +237,17 @@ class Budget:
             if output is not None:
                 self.settled += 1
                 self.settled_output += output
+                if held[2]:
+                    self._estimated_input += held[2]
+                    self._reported_input += input_tokens
             self._changed.notify_all()
+
+    def input_ratio(self) -> float:
+        """Input tokens the server reported over those estimated, for
+        this run's finished requests (1 before the first)."""
+        with self._lock:
+            return (self._reported_input /
+                    self._estimated_input if self._estimated_input else 1.0)
 
     def mean_output(self) -> Optional[float]:
         """Mean output tokens of this run's finished requests."""
