@@ -319,3 +319,38 @@ def test_killed_batch_run_resumes_without_a_second_batch(tmp_path, folder):
     assert len(flat) == len(set(flat)) == 12  # no request paid twice
     assert sum(i.endswith(':0') for i in flat) == 4
     assert len(VocabularyCache(cache)) == 4
+
+
+@pytest.mark.parametrize('killed', ['after_create', 'before_create'])
+def test_batch_killed_around_its_creation_is_found_or_made_once(
+        tmp_path, monkeypatch, killed):
+    """A run killed between creating a batch and recording its id finds it
+    on the rerun by its input file; one killed before creating it makes
+    it then."""
+    from ov_eva.vocabulary.cache import VocabularyCache as Cache
+    images = [image(i) for i in range(3)]
+    with FakeOpenAIServer() as server:
+        vocab = source(server, tmp_path, batch=True)
+        if killed == 'after_create':
+            monkeypatch.setattr(
+                Cache, 'rename_batch', lambda *args:
+                (_ for _ in ()).throw(KeyboardInterrupt))
+        else:
+            monkeypatch.setattr(
+                type(vocab.client.batches), 'create', lambda *args, **kwargs:
+                (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            prefetch(vocab, images, CLASSES, progress=False)
+        monkeypatch.undo()
+        pending = vocab.cache.batches(open_only=True)
+        assert [b['id'].split(':')[0] for b in pending] == ['pending']
+        assert len(server.batches) == (killed == 'after_create')
+        again = prefetch(
+            source(server, tmp_path, batch=True),
+            images,
+            CLASSES,
+            progress=False)
+        ids = [i for batch in server.custom_ids() for i in batch]
+    assert again.new == 3
+    assert len(ids) == len(set(ids)) == 9  # no request in two batches
+    assert vocab.cache.batches(open_only=True) == []

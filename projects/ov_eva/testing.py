@@ -15,13 +15,14 @@ every error body (401, 429, 500, 400), the ``junk`` body and the text of
 request came with (``invalid api key: Bearer sk-...``).
 
 It also speaks the Batch API: ``POST /v1/files`` (multipart upload),
-``GET /v1/files/{id}/content``, ``POST /v1/batches`` and ``GET
-/v1/batches/{id}``. Each line of a batch is answered like a chat request (the
-same ``behaviour``: answer faults land in the output file, HTTP faults in the
-error file); ``batch_seconds`` keeps a batch ``in_progress`` that long (a slow
-completion, with growing ``request_counts``) and ``batch_status`` (a status,
-or a callable ``(batch index) -> status``) ends it ``completed``, ``failed``
-(no output) or ``expired``.
+``GET /v1/files/{id}/content``, ``POST /v1/batches``, ``GET /v1/batches``
+(the list) and ``GET /v1/batches/{id}``. Each line of a batch is answered
+like a chat request (the same ``behaviour``: answer faults land in the
+output file, HTTP faults in the error file); ``batch_seconds`` keeps a
+batch ``in_progress`` that long (a slow completion, with growing
+``request_counts``) and ``batch_status`` (a status, or a callable ``(batch
+index) -> status``) ends it ``completed``, ``failed`` (no output) or
+``expired``.
 """
 import email.parser
 import email.policy
@@ -158,6 +159,15 @@ class FakeOpenAIServer:
                 if self.path.startswith('/v1/files/') and parts[-1] == \
                         'content' and parts[-2] in server.files:
                     return self._send(200, server.files[parts[-2]])
+                if self.path.split('?')[0] in ('/v1/batches', '/v1/batches/'):
+                    with server.lock:
+                        ids = [b['id'] for b in server.batches]
+                    return self._send(
+                        200,
+                        dict(
+                            object='list',
+                            data=[server._batch_view(i) for i in ids][::-1],
+                            has_more=False))
                 if self.path.startswith('/v1/batches/'):
                     batch = server._batch_view(parts[-1])
                     if batch is not None:

@@ -331,6 +331,19 @@ class VocabularyCache:
                 '(?, ?, ?, ?, ?, ?)',
                 (batch_id, model, state, json.dumps(requests), now, now))
 
+    def rename_batch(self, old: str, new: str, state: str) -> None:
+        """A placeholder row (``pending:<file id>``) becomes the batch."""
+        with self._transaction() as conn:
+            if new != old:  # a finished namesake (another server) goes
+                conn.execute('DELETE FROM batches WHERE id = ?', (new, ))
+            conn.execute(
+                'UPDATE batches SET id = ?, state = ?, updated = ? '
+                'WHERE id = ?', (new, state, time.time(), old))
+
+    def drop_batch(self, batch_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute('DELETE FROM batches WHERE id = ?', (batch_id, ))
+
     def set_batch_state(self, batch_id: str, state: str) -> None:
         with self._transaction() as conn:
             conn.execute(

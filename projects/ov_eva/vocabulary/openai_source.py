@@ -434,12 +434,17 @@ class OpenAIVocabulary(MLLMVocabulary):
         self._held: Dict[str, Tuple[float, int, int]] = {}
         # a killed run's batches first: poll them, never submit them again
         for batch in self.cache.batches(open_only=True):
-            if batch['model'] == self.model and any(
+            if batch['model'] != self.model or not any(
                     r.rsplit(':', 1)[0] in todo for r in batch['requests']):
-                report(f'resuming batch {batch["id"]} ({batch["state"]}, '
-                       f'{len(batch["requests"])} requests)')
-                self._collect(batch['id'], batch['requests'], todo, classes,
-                              progress)
+                continue
+            if batch['id'].startswith('pending:'):
+                batch['id'] = self._find_pending(batch)
+                if batch['id'] is None:
+                    continue
+            report(f'resuming batch {batch["id"]} ({batch["state"]}, '
+                   f'{len(batch["requests"])} requests)')
+            self._collect(batch['id'], batch['requests'], todo, classes,
+                          progress)
         while True:
             prompts = self._advance(todo, classes)
             if not prompts:
@@ -555,14 +560,33 @@ class OpenAIVocabulary(MLLMVocabulary):
             'upload', lambda: self.client.files.create(
                 file=('ov_eva_batch.jsonl', data, 'application/jsonl'),
                 purpose='batch'))
+        # recorded before it is created: a run killed in between finds the
+        # batch by its input file on the rerun (see _find_pending)
+        pending = f'pending:{upload.id}'
+        self.cache.add_batch(pending, self.model, 'creating', ids)
         batch = self._api(
             'create', lambda: self.client.batches.create(
                 input_file_id=upload.id,
                 endpoint='/v1/chat/completions',
                 completion_window='24h',
                 metadata=dict(source='ov-eva')))
-        self.cache.add_batch(batch.id, self.model, batch.status, ids)
+        self.cache.rename_batch(pending, batch.id, batch.status)
         return batch.id
+
+    def _find_pending(self, row: Dict) -> Optional[str]:
+        """The batch a killed run may have created from its uploaded file
+        (None: it never was; the placeholder is dropped)."""
+        file_id = row['id'].split(':', 1)[1]
+        try:
+            found = next((b for b in self.client.batches.list()
+                          if b.input_file_id == file_id), None)
+        except Exception:  # no listing on this server: assume not created
+            found = None
+        if found is None:
+            self.cache.drop_batch(row['id'])
+            return None
+        self.cache.rename_batch(row['id'], found.id, found.status)
+        return found.id
 
     def _collect(self, batch_id: str, ids: List[str], todo: Dict[str, Dict],
                  classes: Classes, progress: bool) -> None:
