@@ -67,6 +67,27 @@ def test_text_counter_never_downloads(tmp_path, monkeypatch):
     assert counter('x' * 41) == 11
 
 
+def test_text_counter_uses_tiktoken_only_from_its_cache(tmp_path, monkeypatch):
+    """With tiktoken importable, its encoding is used only when the file is
+    already in tiktoken's cache (a stand-in module records the calls)."""
+    import hashlib
+    import types
+    loaded = []
+    fake = types.ModuleType('tiktoken')
+    fake.get_encoding = lambda name: loaded.append(
+        name) or types.SimpleNamespace(encode=lambda text: text.split())
+    monkeypatch.setitem(sys.modules, 'tiktoken', fake)
+    monkeypatch.setenv('TIKTOKEN_CACHE_DIR', str(tmp_path))
+    counter = TextCounter('gpt-4o-mini')
+    assert loaded == [] and 'o200k_base file not cached' in counter.method
+    url = ('https://openaipublic.blob.core.windows.net/encodings/'
+           'o200k_base.tiktoken')
+    (tmp_path / hashlib.sha1(url.encode()).hexdigest()).write_text('x')
+    counter = TextCounter('gpt-4o')
+    assert loaded == ['o200k_base'] and counter.method == 'tiktoken o200k_base'
+    assert counter('three words here') == 3
+
+
 def test_prices_are_overridable_and_checked(tmp_path):
     table = tmp_path / 'prices.json'
     table.write_text(

@@ -126,8 +126,11 @@ class TextCounter:
             reason = 'tiktoken not installed'
         else:
             if tiktoken_cached(name):
-                self._encoding = tiktoken.get_encoding(name)
-                reason = ''
+                try:
+                    self._encoding = tiktoken.get_encoding(name)
+                    reason = ''
+                except Exception as error:  # a damaged cached file
+                    reason = f'tiktoken {name}: {type(error).__name__}'
             else:
                 reason = f'tiktoken {name} file not cached'
         self.method = (f'tiktoken {name}' if self._encoding is not None else
