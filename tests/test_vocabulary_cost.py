@@ -219,6 +219,16 @@ def test_budget_holds_against_a_server_billing_beyond_the_estimate(tmp_path):
     assert summary.skipped > 0
 
 
+def test_budget_charges_answers_without_usage_their_expectation(tmp_path):
+    with FakeOpenAIServer(bill=(0, 0)) as server:
+        vocab = source(server, tmp_path, max_cost=0.05, concurrency=4)
+        bound = vocab.price(*vocab.request_bound((48, 64), 'x' * 400))
+        summary = prefetch(
+            vocab, [image(i) for i in range(10)], CLASSES, progress=False)
+        assert summary.skipped > 0  # it stopped, though nothing was billed
+        assert server.count() <= 0.05 / (0.8 * bound) + 1
+
+
 def test_budget_through_set_and_cfg_options(tmp_path, folder):
     env = dict(OPENAI_API_KEY=KEY)
     with FakeOpenAIServer() as server:

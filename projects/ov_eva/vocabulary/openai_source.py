@@ -247,16 +247,23 @@ class OpenAIVocabulary(MLLMVocabulary):
                 tokens_out * self.prices['output']) / 1e6
         return cost * self.price_table.batch_discount if batch else cost
 
-    def _settle(self, held, used, batch=False) -> None:
-        if held is not None:
-            tokens_in = int(getattr(used, 'prompt_tokens', 0) or 0)
-            tokens_out = int(getattr(used, 'completion_tokens', 0) or 0)
-            self.budget.settle(
-                held,
-                self.price(tokens_in, tokens_out, batch) or 0.0,
-                tokens_in + tokens_out,
-                tokens_out if used is not None else None,
-                input_tokens=tokens_in)
+    def _settle(self, held, response, batch=False) -> None:
+        """Replace the held expectation by the server's bill; an answer
+        without usage figures is charged the expectation."""
+        if held is None:
+            return
+        used = getattr(response, 'usage', None)
+        tokens_in = int(getattr(used, 'prompt_tokens', 0) or 0)
+        tokens_out = int(getattr(used, 'completion_tokens', 0) or 0)
+        if response is not None and not tokens_in + tokens_out:
+            self.budget.settle(held, held[0], held[1], billed=True)
+            return
+        self.budget.settle(
+            held,
+            self.price(tokens_in, tokens_out, batch) or 0.0,
+            tokens_in + tokens_out,
+            tokens_out if used is not None else None,
+            input_tokens=tokens_in)
 
     def ask(self, rgb, prompt, usage):
         import openai
@@ -280,7 +287,7 @@ class OpenAIVocabulary(MLLMVocabulary):
             self._note_unreachable()
             raise
         finally:
-            self._settle(held, getattr(response, 'usage', None))
+            self._settle(held, response)
         self._unreachable = 0
         self._count(response, usage)
         if not response.choices:
@@ -646,9 +653,11 @@ class OpenAIVocabulary(MLLMVocabulary):
         if state is None or int(step) != len(state['answers']):
             return custom_id  # already read (a resumed run)
         held = self._held.pop(custom_id, None)
-        if held is not None:
-            tokens_in = int(usage.get('prompt_tokens', 0) or 0)
-            tokens_out = int(usage.get('completion_tokens', 0) or 0)
+        tokens_in = int(usage.get('prompt_tokens', 0) or 0)
+        tokens_out = int(usage.get('completion_tokens', 0) or 0)
+        if held is not None and not tokens_in + tokens_out:
+            self.budget.settle(held, held[0], held[1], billed=True)
+        elif held is not None:
             self.budget.settle(
                 held,
                 self.price(tokens_in, tokens_out, True) or 0.0,

@@ -164,6 +164,7 @@ class Budget:
         self.refused = 0  # requests not started for the budget
         self.settled = 0  # requests finished with a reported bill
         self.settled_output = 0  # their output tokens
+        self._billed = False  # a request finished with a bill
         self._estimated_input = 0  # of those, input estimated
         self._reported_input = 0  # and input reported
         self._in_flight = 0
@@ -202,9 +203,9 @@ class Budget:
         with self._changed:
             while True:
                 over = self._over(cost, tokens)
-                first = (not self.settled and not self._in_flight
+                first = (not self._billed and not self._in_flight
                          and not self._reached())
-                if wait and not self.settled and self._in_flight:
+                if wait and not self._billed and self._in_flight:
                     # one request at a time until the server has billed
                     # one: what it bills calibrates every expectation
                     self._changed.wait()
@@ -227,16 +228,19 @@ class Budget:
                cost: float,
                tokens: int,
                output: Optional[int] = None,
-               input_tokens: int = 0) -> None:
+               input_tokens: int = 0,
+               billed: bool = False) -> None:
         """Replace a held expectation by what the server reported
         (``output``, ``input_tokens``: its token counts; ``output`` None
-        when nothing was billed)."""
+        when they are unknown; ``billed``: it was answered all the
+        same)."""
         with self._changed:
             self._held_cost -= held[0]
             self._held_tokens -= held[1]
             self._in_flight -= 1
             self.spent_cost += cost
             self.spent_tokens += tokens
+            self._billed = self._billed or billed or output is not None
             if output is not None:
                 self.settled += 1
                 self.settled_output += output
