@@ -316,6 +316,15 @@ def test_batch_respects_the_budget(tmp_path):
         assert summary.skipped == 6 and server.api_calls == []
 
 
+def test_batch_files_are_split_at_the_size_limit(tmp_path):
+    with FakeOpenAIServer() as server:
+        vocab = source(server, tmp_path, batch=True, batch_max_bytes=1)
+        summary = prefetch(
+            vocab, [image(i) for i in range(3)], CLASSES, progress=False)
+        ids = server.custom_ids()
+    assert summary.new == 3 and [len(i) for i in ids] == [1] * 9
+
+
 def test_killed_batch_run_resumes_without_a_second_batch(tmp_path, folder):
     cache = tmp_path / 'v.sqlite'
     env = dict(os.environ, OPENAI_API_KEY=KEY)

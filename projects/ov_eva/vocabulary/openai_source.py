@@ -23,6 +23,7 @@ from .terms import AnswerError
 
 DETAILS = ('low', 'high', 'auto')
 BATCH_DONE = ('completed', 'failed', 'expired', 'cancelled')
+BATCH_MAX_REQUESTS = 50000  # OpenAI's limit per batch
 
 
 def encode_image(rgb: np.ndarray, max_side: int, quality: int = 90) -> str:
@@ -76,6 +77,9 @@ class OpenAIVocabulary(MLLMVocabulary):
         batch_poll_seconds: pause between two looks at a running batch.
         batch_retries: times a failed batch line is asked again (in the
             next batch) before the image is recorded as failed.
+        batch_max_bytes: a step's requests are split into batch files of
+            at most this size (OpenAI takes files up to 200 MB and 50,000
+            requests).
     """
     source_name = 'openai'
 
@@ -99,6 +103,7 @@ class OpenAIVocabulary(MLLMVocabulary):
                  batch: bool = False,
                  batch_poll_seconds: float = 30.0,
                  batch_retries: int = 1,
+                 batch_max_bytes: int = 180_000_000,
                  **kwargs):
         super().__init__(**kwargs)
         self.model = model
@@ -133,6 +138,7 @@ class OpenAIVocabulary(MLLMVocabulary):
         self.batch = bool(batch)
         self.batch_poll_seconds = batch_poll_seconds
         self.batch_retries = batch_retries
+        self.batch_max_bytes = batch_max_bytes
         self._counter: Optional[TextCounter] = None
         self._cache_mean_output: Optional[float] = None
         self._client = None
@@ -456,7 +462,7 @@ class OpenAIVocabulary(MLLMVocabulary):
             prompts = self._advance(todo, classes)
             if not prompts:
                 break
-            lines, ids = [], []
+            lines, ids, size, submitted = [], [], 0, []
             for key, (custom_id, prompt) in prompts.items():
                 state = todo[key]
                 try:
@@ -465,28 +471,38 @@ class OpenAIVocabulary(MLLMVocabulary):
                         rgb.shape, prompt, batch=True)
                 except BudgetExhausted as error:
                     self._done(
-                        key, todo,
+                        key,
+                        todo,
                         self._skipped(key, state['image_hash'], str(error),
-                                      state['new']))
+                                      state['new']),
+                        keep=True)
                     continue
                 except VocabularyFailure as error:
                     self._done(
                         key, todo,
                         self._failed(key, state['image_hash'], str(error)))
                     continue
-                lines.append(
-                    json.dumps(
-                        dict(
-                            custom_id=custom_id,
-                            method='POST',
-                            url='/v1/chat/completions',
-                            body=self.body(rgb, prompt))))
+                line = json.dumps(
+                    dict(
+                        custom_id=custom_id,
+                        method='POST',
+                        url='/v1/chat/completions',
+                        body=self.body(rgb, prompt)))
+                if lines and (size + len(line) >= self.batch_max_bytes
+                              or len(lines) >= BATCH_MAX_REQUESTS):
+                    submitted.append((self._submit(lines, ids), ids))
+                    lines, ids, size = [], [], 0
+                lines.append(line)
                 ids.append(custom_id)
-            if not ids:
+                size += len(line) + 1
+            if lines:
+                submitted.append((self._submit(lines, ids), ids))
+            if not submitted:
                 break
-            batch_id = self._submit(lines, ids)
-            report(f'batch {batch_id}: {len(ids)} requests submitted')
-            self._collect(batch_id, ids, todo, classes, progress)
+            for batch_id, ids in submitted:
+                report(f'batch {batch_id}: {len(ids)} requests submitted')
+            for batch_id, ids in submitted:
+                self._collect(batch_id, ids, todo, classes, progress)
         summary = PrefetchSummary()
         counted = set()
         for item in order:
@@ -538,10 +554,13 @@ class OpenAIVocabulary(MLLMVocabulary):
                 prompts[key] = (f'{key}:{len(state["answers"])}', prompt)
         return prompts
 
-    def _done(self, key, todo, result: FetchResult) -> None:
+    def _done(self, key, todo, result: FetchResult, keep=False) -> None:
+        """The image is through this run; ``keep``: its answers so far stay
+        for a rerun (skipped by the budget)."""
         self._results[key] = result
         todo.pop(key, None)
-        self.cache.drop_dialogue(key)
+        if not keep:
+            self.cache.drop_dialogue(key)
 
     def _api(self, what: str, call):
         """A Batch/Files API call; a rejected key or an unreachable server
