@@ -103,8 +103,11 @@ def test_two_process_launch_shards_prefetch_and_matches_one(tmp_path):
             tmp_path / 'dist',
             '--cfg-options',
             *options,
+            'model.vocabulary.max_cost=10',
             env=env)
         assert '14 images, 0 cache hits, 14 new, 0 failed' in dist.stdout
+        # each rank holds half of the budget
+        assert dist.stdout.count('of max_cost $5') >= 2
         assert server.count() == 42  # no image fetched twice
         single = run_cli(
             'tools/test.py',

@@ -77,7 +77,8 @@ class VocabularyPrefetchHook(Hook):
     the summary puts the estimate beside what the server reported. Under
     distributed launchers each rank fetches its own shard of the images and
     the ranks meet at a barrier, so the test loop then only reads the
-    cache.
+    cache; a budget (``max_cost``, ``max_total_tokens``) is split evenly
+    between the ranks.
 
     Args:
         concurrency: requests in flight; None uses the source's limit
@@ -104,6 +105,9 @@ class VocabularyPrefetchHook(Hook):
             dataset.get_data_info(i)['img_path']
             for i in range(rank, len(dataset), world_size)
         ]
+        budget = getattr(source, 'budget', None)
+        if world_size > 1 and budget is not None and budget.active:
+            budget.share(world_size)  # the ranks' shares add up to the cap
         summary = prefetch(
             source,
             paths,

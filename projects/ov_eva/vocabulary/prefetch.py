@@ -53,6 +53,7 @@ class PrefetchSummary:
         out.cost = sum(costs) if costs else None
         out.errors = (self.errors + other.errors)[:5]
         out.estimate = self.estimate or other.estimate
+        out.mode = self.mode
         out.budget = '; '.join(
             b for b in (self.budget, other.budget) if b) or None
         return out

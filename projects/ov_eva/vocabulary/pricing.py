@@ -171,6 +171,15 @@ class Budget:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
+    def share(self, parts: int) -> None:
+        """Keep 1/``parts`` of the caps (each of ``parts`` processes that
+        fetch a shard of the images holds one share)."""
+        with self._lock:
+            if self.max_cost is not None:
+                self.max_cost /= parts
+            if self.max_total_tokens is not None:
+                self.max_total_tokens //= parts
+
     @property
     def active(self) -> bool:
         return self.max_cost is not None or self.max_total_tokens is not None
