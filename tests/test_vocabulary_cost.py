@@ -58,6 +58,15 @@ def test_image_tokens_follow_the_published_rule():
     assert sent_size(300, 200, 768) == (300, 200)
 
 
+def test_defaults_cost_at_most_765_image_tokens_a_call(tmp_path):
+    vocab = OpenAIVocabulary(
+        base_url='http://127.0.0.1:9/v1', cache_file=False)
+    sizes = [(w, h) for w in (100, 513, 768, 1024, 2048, 4096, 8000)
+             for h in (100, 300, 513, 1000, 3000)]
+    worst = max(vocab.image_tokens(w, h) for w, h in sizes)
+    assert worst == 765 < 1500  # 768 px long side: at most 2x2 tiles
+
+
 def test_text_counter_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv('TIKTOKEN_CACHE_DIR', str(tmp_path))  # empty
     start = time.monotonic()
