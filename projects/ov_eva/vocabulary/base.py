@@ -261,6 +261,8 @@ class MLLMVocabulary(VocabularySource):
         raise NotImplementedError
 
     def generate(self, rgb, classes, usage):
+        """Stage 1 (what is in the image), then stage 2 per target class;
+        with no target classes (``model.classes='auto'``) stage 1 alone."""
         names = [synonyms[0] for synonyms in classes]
         raw: List[str] = []
         answer = self.ask(rgb, perceive_prompt(), usage)
@@ -269,6 +271,11 @@ class MLLMVocabulary(VocabularySource):
             perceived = clean_terms(_term_list(answer), limit=self.max_terms)
         except AnswerError:
             perceived = []  # stage 2 can still answer
+        if not names:
+            if not perceived:
+                raise AnswerError('no usable terms in the answer: ' +
+                                  answer[:80])
+            return [Term(text, None) for text in perceived], raw
         terms: List[Term] = []
         held: Dict[str, List[str]] = {}
         for _ in range(self.rounds):
