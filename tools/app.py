@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -242,10 +243,13 @@ class Segmenter:
             found=found is not None,
             areas=[[name, share_text(share),
                     int(counts[c])] for c, name, share in rows],
+            # mapped terms first, heaviest first; then the dropped ones
             terms=[[
                 row['term'], row['mapped_class'] or '(not mapped)',
                 row['weight']
-            ] for row in vocabulary],
+            ] for row in sorted(
+                vocabulary,
+                key=lambda r: (r['mapped_class'] is None, -r['weight']))],
             pixel=dict(
                 names=names,
                 step=step,
@@ -291,6 +295,7 @@ def build_page(segmenter: Segmenter):
                 base,
                 progress=gr.Progress()):
         empty = (None, [], [], '', None)
+        start = time.perf_counter()
         try:
             if upload is None:
                 raise UserError('upload a photo or pick a demo photo first')
@@ -315,8 +320,8 @@ def build_page(segmenter: Segmenter):
                 if result['found'] else f'{len(result["classes"])} classes')
         status = ' '.join([
             f'**Done:** {width}x{height} photo, {kind}, base '
-            f'{segmenter.base}, vocabulary: '
-            f'{source_kind}.', *result['notes']
+            f'{segmenter.base}, vocabulary: {source_kind}, '
+            f'{time.perf_counter() - start:.1f} s.', *result['notes']
         ])
         return (result['overlay'], result['areas'], result['terms'], status,
                 result['pixel'])
@@ -367,13 +372,17 @@ def build_page(segmenter: Segmenter):
             with gr.Column():
                 status = gr.Markdown(elem_id='status')
                 overlay = gr.Image(
-                    label='Overlay (click a pixel for its top classes)',
+                    label='Overlay',
+                    show_label=False,
                     type='pil',
                     format='png',
                     interactive=False,
                     elem_id='overlay')
                 pixel = gr.Textbox(
-                    label='Pixel', lines=4, interactive=False, elem_id='pixel')
+                    label='Pixel (click the overlay for its top classes)',
+                    lines=4,
+                    interactive=False,
+                    elem_id='pixel')
                 areas = gr.Dataframe(
                     headers=['class', 'area', 'pixels'],
                     label='Area of each class',
@@ -414,7 +423,14 @@ def main(argv=None):
     print(
         f'OV-EVA page on http://{args.host}:{args.port} (Ctrl-C stops)',
         flush=True)
+    import gradio as gr
+
+    # system fonts: the default theme would fetch web fonts from a CDN
+    theme = gr.themes.Default(
+        font=['ui-sans-serif', 'system-ui', 'sans-serif'],
+        font_mono=['ui-monospace', 'monospace'])
     page.launch(
+        theme=theme,
         server_name=args.host,
         server_port=args.port,
         share=False,
