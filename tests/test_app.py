@@ -12,7 +12,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import NO_PAMR, REPO, TINY, shared_data
+from conftest import NO_PAMR, REPO, TINY, run_cli, shared_data
 from PIL import Image
 
 from ov_eva.testing import FakeOpenAIServer
@@ -267,3 +267,16 @@ def test_api_through_gradio_client(app, tmp_path):
     assert overlay is None and 'choose a vocabulary source' in status
     overlay, _, _, status = segment('cat; cat', 'lexicon')[:4]
     assert overlay is None and "'cat' appears twice" in status
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config', 'missing.py'], 'missing.py'),
+    (['--port', '0'], '--port 0'),
+])
+def test_bad_arguments_fail_fast_before_the_model(args, message):
+    start = time.monotonic()
+    proc = run_cli('tools/app.py', *args, check=False, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith('error:') and message in proc.stderr
+    assert 'OV-EVA page on' not in proc.stdout
+    assert time.monotonic() - start < 30
