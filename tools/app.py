@@ -100,15 +100,11 @@ class Segmenter:
         from demo import build_model
         self.cfg = cfg
         self.lock = threading.Lock()
-        self.model = build_model(cfg, 'cpu' if not self._cuda() else 'cuda')
+        from mmengine.device import get_device
+        self.model = build_model(cfg, get_device())  # an accelerator if any
         self.base = self._base_of(cfg)
         self.default_source = self.model.vocabulary  # the config's (lexicon)
         self.sources = {}
-
-    @staticmethod
-    def _cuda() -> bool:
-        import torch
-        return torch.cuda.is_available()
 
     @staticmethod
     def _base_of(cfg) -> str:
