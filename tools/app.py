@@ -414,6 +414,12 @@ def main(argv=None):
     cfg = build_config(build_args, None)  # classes='auto' until a request
     Context.cfg = cfg
     segmenter = Segmenter(cfg)
+    lexicon = segmenter.default_source
+    if hasattr(lexicon, 'lexicon_embeddings'):  # before the first request
+        print(
+            'embedding the lexicon (once: cached on disk afterwards)',
+            flush=True)
+        lexicon.lexicon_embeddings()
     page = build_page(segmenter)
     page.queue(default_concurrency_limit=1, max_size=32)
     print(
