@@ -2,6 +2,7 @@
 #   make demo [IMAGES=photos/ CLASSES='cat sofa "wall, brick wall"'] [ARGS=...]
 #   make eval CONFIG=configs/oveva_vitb16_ade.py [ARGS="--tta --show-dir vis"]
 #   make test [PYTEST_ARGS="-k segmentor"]
+#   make app [PORT=7860] [ARGS="--cfg-options model.clip.variant=sclip"]
 # Pins live in requirements.txt only; openmim goes in with --no-deps because
 # its own pins downgrade setuptools and rich.
 PYTHON ?= python3
@@ -13,9 +14,11 @@ IMAGES ?= demo
 CLASSES ?= cat "coffee cup, mug" saucer spoon table "sky, clouds" rocket smoke tree grass wall
 OUT ?= demo_out
 ARGS ?=
+PORT ?= 7860
 PYTEST_ARGS ?=
+PORT ?= 7860
 
-.PHONY: venv demo eval test lint
+.PHONY: venv demo app eval test lint
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +32,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py $(IMAGES) --classes $(CLASSES) --out $(OUT) $(ARGS)
+
+app: $(STAMP)
+	$(PY) tools/app.py --port $(PORT) $(ARGS)
 
 eval: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) tools/test.py $(CONFIG) $(ARGS)

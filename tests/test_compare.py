@@ -14,7 +14,8 @@ SCLIP = 'configs/baselines/sclip_vitb16_ade.py'
 OVEVA = 'configs/oveva_vitb16_ade.py'
 COLUMNS = [
     'config', 'vocabulary source', 'mIoU', 'mAcc', 'aAcc', 's/image*',
-    'MLLM tokens**', 'published mIoU***', 'mIoU - published'
+    'MLLM tokens**', 'published mIoU***', 'mIoU - published',
+    'vocabulary-free mIoU****'
 ]
 
 

@@ -141,28 +141,30 @@ EARLY = [
      'configs/oveva_vitb16_ade.py'),
     (['tools/test.py', ADE_CONFIG, '--cfg-options', 'modle.classes=x'],
      "the config has no key 'modle' (did you mean model?)"),
-    (['tools/test.py', ADE_CONFIG, '--checkpoint', 'no.pth'],
-     "--checkpoint 'no.pth' does not exist"),
-    (['tools/demo.py', 'demo', '--classes', 'cat', 'Cat'],
-     "class 'cat' appears twice"),
-    (['tools/demo.py', 'demo', '--classes', 'cat', ','],
-     'empty name'),
+    (['tools/test.py', ADE_CONFIG, '--checkpoint',
+      'no.pth'], "--checkpoint 'no.pth' does not exist"),
+    (['tools/demo.py', 'demo', '--classes', 'cat',
+      'Cat'], "class 'cat' appears twice"),
+    (['tools/demo.py', 'demo', '--classes', 'cat', ','], 'empty name'),
     (['tools/demo.py', 'demo', '--classes', 'cat'], 'only one class'),
-    (['tools/demo.py', 'no_such_photo.jpg', '--classes', 'a', 'b'],
-     "'no_such_photo.jpg' does not exist"),
-    (['tools/compare.py', ADE_CONFIG, 'configs/baselines/naclip_vitb16_ad.py'],
-     'naclip_vitb16_ade.py'),
-    (['tools/export_checkpoint.py', 'nope.py', 'x.pth'],
-     "config 'nope.py' does not exist"),
-    (['tools/build_vocabulary.py', '--images', 'demo', '--class-file',
-      'no_such_classes.txt'], "cannot read class file 'no_such_classes.txt'"),
+    (['tools/app.py', '--config', 'configs/oveva_vitb16_ad.py'],
+     "config 'configs/oveva_vitb16_ad.py' does not exist"),
+    (['tools/demo.py', 'no_such_photo.jpg', '--classes', 'a',
+      'b'], "'no_such_photo.jpg' does not exist"),
+    (['tools/compare.py', ADE_CONFIG,
+      'configs/baselines/naclip_vitb16_ad.py'], 'naclip_vitb16_ade.py'),
+    (['tools/export_checkpoint.py', 'nope.py',
+      'x.pth'], "config 'nope.py' does not exist"),
+    ([
+        'tools/build_vocabulary.py', '--images', 'demo', '--class-file',
+        'no_such_classes.txt'
+    ], "cannot read class file 'no_such_classes.txt'"),
 ]
 
 
 @pytest.mark.parametrize('command,message', EARLY)
 def test_mistakes_answer_in_one_line_before_torch(command, message):
-    proc = run_cli(
-        sys.executable, '-X', 'importtime', *command, check=False)
+    proc = run_cli(sys.executable, '-X', 'importtime', *command, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = error_lines(proc)
     assert len(lines) == 1 and lines[0].startswith('error: '), lines
@@ -269,8 +271,19 @@ def test_mim_test_offline_from_a_checkpoint_alone(tmp_path):
         XDG_CACHE_HOME=str(tmp_path / 'empty_cache'))
     root = f'test_dataloader.dataset.data_root={shared_data("cityscapes")}'
     fast = ['model.templates=single', NO_PAMR]
-    run_cli('mim', 'test', 'mmseg', config, '--checkpoint', ckpt, '--work-dir',
-            tmp_path / 'mim', '--cfg-options', root, *fast, env=offline)
+    run_cli(
+        'mim',
+        'test',
+        'mmseg',
+        config,
+        '--checkpoint',
+        ckpt,
+        '--work-dir',
+        tmp_path / 'mim',
+        '--cfg-options',
+        root,
+        *fast,
+        env=offline)
     assert 0 <= metrics(tmp_path / 'mim')['mIoU'] <= 100
     # without the checkpoint the same run stops at once, saying what to do
     failed = run_cli(
@@ -290,7 +303,7 @@ def test_mim_test_offline_from_a_checkpoint_alone(tmp_path):
 @pytest.mark.parametrize('tool', [
     'tools/test.py', 'tools/demo.py', 'tools/compare.py',
     'tools/build_vocabulary.py', 'tools/export_checkpoint.py',
-    'tools/vocabulary_cost.py'
+    'tools/vocabulary_cost.py', 'tools/app.py'
 ])
 def test_help_imports_no_torch_and_keeps_its_examples(tool):
     proc = run_cli(sys.executable, '-X', 'importtime', tool, '--help')

@@ -1,7 +1,11 @@
 """Compare configs on the same dataset: one markdown table of mIoU, mAcc,
 aAcc, seconds per image and MLLM tokens, and for the baseline configs on
 their official protocol (``configs/baselines/*``) the published mIoU with
-its source and the difference.
+its source and the difference. Configs with no class list
+(``model.classes='auto'``, ``configs/vocabulary_free/``) find their own
+classes per image; their mIoU, measured by matching each found class to its
+nearest dataset class by CLIP text similarity, is a different metric and
+goes in its own column, ``vocabulary-free mIoU****``.
 
 Each config runs through ``tools/test.py`` (the real Runner) in a fresh
 process, one after another, with the same ``--cfg-options`` (e.g. a
@@ -50,7 +54,8 @@ PREFETCH_LINE = re.compile(
 EXCEPTION_LINE = re.compile(r'^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b')
 RANK_PREFIX = re.compile(r'^\[rank\d+\]:\s*')  # torch's on distributed runs
 COLUMNS = ('config', 'vocabulary source', 'mIoU', 'mAcc', 'aAcc', 's/image*',
-           'MLLM tokens**', 'published mIoU***', 'mIoU - published')
+           'MLLM tokens**', 'published mIoU***', 'mIoU - published',
+           'vocabulary-free mIoU****')
 METRICS = ('mIoU', 'mAcc', 'aAcc')
 
 
@@ -257,12 +262,14 @@ def run_one(config: str, work_dir: Path, options: List[str], launcher: str,
         metrics_file=None,
         published=None,
         published_source=None,
+        auto_classes=False,
         note='')
     start = time.monotonic()
     try:
         cfg = Config.fromfile(config, import_custom_modules=False)
         cfg.merge_from_dict(parse_options(options))
         row['source'] = describe_source(cfg)
+        row['auto_classes'] = cfg.model.get('classes') == 'auto'
         row.update(published_reference(cfg))
         mllm = is_mllm(cfg)
         batch_size = int(cfg.test_dataloader.get('batch_size', 1) or 1)
@@ -348,15 +355,18 @@ def table_rows(rows: List[Dict]) -> List[List[str]]:
                 error = error[:297] + '...'
             out.append([
                 row['config'], row['source'], f'failed: {error}', '', '', '',
-                '', published, delta
+                '', published, delta, ''
             ])
             continue
+        metrics = [f'{row[key]:.2f}' for key in METRICS]
+        free = '-'
+        if row['auto_classes']:  # not the same metric: its own column
+            free, metrics[0], delta = metrics[0], '-', '-'
         out.append([
-            row['config'], row['source'], *(f'{row[key]:.2f}'
-                                            for key in METRICS),
+            row['config'], row['source'], *metrics,
             format_seconds(row['seconds_per_image']),
             '-' if row['tokens'] is None else str(row['tokens']), published,
-            delta
+            delta, free
         ])
     return out
 
@@ -382,13 +392,18 @@ def footnote(world_size: int, rows: List[Dict] = ()) -> str:
         'runs of few images).\n\n'
         '\\*\\* MLLM tokens: prompt + completion tokens this run spent, from '
         'the vocabulary prefetch summary in its log (cache hits cost none); '
-        '`-` when the config has no MLLM vocabulary source.' + published)
+        '`-` when the config has no MLLM vocabulary source.' + published +
+        '\n\n\\*\\*\\*\\* Vocabulary-free mIoU: configs with no class list '
+        "(`model.classes='auto'`) find each image's classes themselves; "
+        'each found class is scored as its nearest dataset class by CLIP '
+        'text similarity (mAcc and aAcc of such rows too). Not comparable '
+        'with the mIoU column, where the model is given the classes.')
 
 
 def markdown(rows: List[Dict], world_size: int, options: List[str]) -> str:
     lines = [
         '| ' + ' | '.join(COLUMNS) + ' |',
-        '|' + '|'.join(['---', '---'] + ['---:'] * 7) + '|'
+        '|' + '|'.join(['---', '---'] + ['---:'] * 8) + '|'
     ]
     lines += [
         '| ' + ' | '.join(cell(c) for c in cells) + ' |'

@@ -1,10 +1,14 @@
 r"""Segment your own images with your own class names.
 
 One class an argument, synonyms comma-separated (a class scores as the max
-over its synonyms), or a class file (one class a line, same syntax)::
+over its synonyms), a class file (one class a line, same syntax), or
+neither: then each image's classes are found in its vocabulary
+(``model.classes='auto'``: the lexicon's top concepts or the MLLM's
+perceived terms, merged into synonym groups, plus a background class)::
 
     python tools/demo.py photo.jpg --classes cat sofa "wall, brick wall" floor
     python tools/demo.py my_photos/ --class-file my_classes.txt --out vis/
+    python tools/demo.py photo.jpg     # no class list: what is in it?
     python tools/demo.py photo.jpg --classes sky building road tree \
         --vocabulary none --device cpu --opacity 0.6
     python tools/demo.py photo.jpg --classes cat dog grass \
@@ -58,7 +62,7 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n', 1)[1])
     parser.add_argument('input', help='an image file or a folder of images')
-    group = parser.add_mutually_exclusive_group(required=True)
+    group = parser.add_mutually_exclusive_group()
     group.add_argument(
         '--classes',
         nargs='+',
@@ -68,7 +72,8 @@ def parse_args(argv=None):
     group.add_argument(
         '--class-file',
         help='text file, one class a line (or a shipped '
-        'name such as ade20k)')
+        'name such as ade20k); with neither option each image\'s classes '
+        'come from its vocabulary')
     parser.add_argument(
         '--config',
         default=str(DEFAULT_CONFIG),
@@ -126,7 +131,9 @@ def find_images(args):
 
 def read_classes(args):
     """Classes as lists of synonyms, parsed as class files are (no torch
-    needed)."""
+    needed); None when none were given (found per image)."""
+    if args.classes is None and args.class_file is None:
+        return None
     if args.class_file:
         return check_classes(class_file=args.class_file, flag='--class-file')
     return check_classes(args.classes, flag='--classes')
@@ -145,7 +152,9 @@ def choose_device(device) -> str:
 
 def build_config(args, classes) -> Config:
     cfg = Config.fromfile(Path(args.config).expanduser())
-    cfg.model.classes = [', '.join(synonyms) for synonyms in classes]
+    cfg.model.classes = 'auto' if classes is None else [
+        ', '.join(synonyms) for synonyms in classes
+    ]
     cfg.model.prob_thd = 0.0
     cfg.model.bg_idx = 0
     if args.vocabulary is not None:
@@ -325,6 +334,10 @@ def segment(model, path: Path, prefix: Path, palette, opacity: float,
     sample = inference_model(model, str(path))
     label = sample.pred_sem_seg.data[0].cpu().numpy()
     vocabulary = list(sample.metainfo.get('ov_eva_vocabulary') or [])
+    found = sample.metainfo.get('ov_eva_classes')  # classes='auto'
+    if found is not None:
+        palette = class_palette(len(found))
+        info = dict(info, classes=class_records(found, palette))
     del sample  # its logits: the largest thing held, no longer needed
     if label.shape != image.shape[:2]:
         raise RuntimeError(f'prediction {label.shape} and image '
@@ -332,7 +345,7 @@ def segment(model, path: Path, prefix: Path, palette, opacity: float,
     counts = np.bincount(label.ravel(), minlength=len(palette))
     total = int(counts.sum())
     present = sorted(np.flatnonzero(counts), key=lambda k: (-counts[k], k))
-    names = model.class_names
+    names = [c['name'] for c in info['classes']]
     rows = [(int(k), names[k], 100.0 * counts[k] / total) for k in present]
     prefix.parent.mkdir(parents=True, exist_ok=True)
     overlay = prefix.with_name(f'{prefix.name}_overlay.png')
@@ -346,6 +359,7 @@ def segment(model, path: Path, prefix: Path, palette, opacity: float,
         config=info['config'],
         device=info['device'],
         classes=info['classes'],
+        classes_found=found is not None,
         present=[
             dict(
                 index=k,
@@ -361,6 +375,17 @@ def segment(model, path: Path, prefix: Path, palette, opacity: float,
     with open(prefix.with_name(f'{prefix.name}.json'), 'w') as f:
         json.dump(record, f, indent=2, default=str)
     return record
+
+
+def class_records(classes, palette) -> list:
+    """The classes as the JSON and the page show them."""
+    return [
+        dict(
+            index=k,
+            name=synonyms[0],
+            synonyms=list(synonyms),
+            color=palette[k].tolist()) for k, synonyms in enumerate(classes)
+    ]
 
 
 def main(argv=None):
@@ -382,24 +407,21 @@ def main(argv=None):
     Context.cfg = cfg
     start = time.perf_counter()
     model = build_model(cfg, device)
-    palette = class_palette(len(model.classes))
-    model.dataset_meta = dict(
-        classes=list(model.class_names), palette=palette.tolist())
+    found = model.auto_classes
+    palette = class_palette(0 if found else len(model.classes))
+    if not found:
+        model.dataset_meta = dict(
+            classes=list(model.class_names), palette=palette.tolist())
     vocabulary = model.vocabulary
     info = dict(
-        classes=[
-            dict(
-                index=k,
-                name=synonyms[0],
-                synonyms=list(synonyms),
-                color=palette[k].tolist())
-            for k, synonyms in enumerate(model.classes)
-        ],
+        classes=[] if found else class_records(model.classes, palette),
         vocabulary_source=None
         if vocabulary is None else type(vocabulary).__name__,
         config=str(Path(args.config).expanduser().resolve()),
         device=device)
-    print(f'{len(images)} image(s), {len(model.classes)} classes, '
+    count = 'classes found per image' if found else \
+        f'{len(model.classes)} classes'
+    print(f'{len(images)} image(s), {count}, '
           f'vocabulary: {info["vocabulary_source"] or "none"}, '
           f'device: {device} (model built in '
           f'{time.perf_counter() - start:.1f}s)')

@@ -44,6 +44,18 @@ class DatasetClassesHook(Hook):
         dataset = runner.test_dataloader.dataset
         names = list(dataset.metainfo.get('classes') or [])
         kind = type(dataset).__name__
+        if getattr(segmentor, 'auto_classes', False):
+            if names:  # found names are scored as their nearest classes
+                class_file = getattr(dataset, 'class_file', None)
+                segmentor.set_target_classes(
+                    read_class_file(class_file
+                                    ) if class_file else [[n] for n in names])
+                print_log(
+                    "model.classes='auto': each image's found classes are "
+                    f'scored as their nearest of the {len(names)} classes '
+                    f'of the test dataset ({kind}) by text similarity',
+                    logger='current')
+            return
         if segmentor.classes is None:
             if not names:
                 raise ValueError(
@@ -111,7 +123,7 @@ class VocabularyPrefetchHook(Hook):
         summary = prefetch(
             source,
             paths,
-            segmentor.classes,
+            getattr(segmentor, 'fetch_classes', segmentor.classes),
             self.concurrency,
             progress=rank == 0,
             report=lambda line: print_log(line, logger='current'))

@@ -3,7 +3,7 @@
 Shapes: B batch, S texts (synonyms or terms), K classes, D embedding width,
 H x W positions. Every function works on any device and batch size.
 """
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -135,6 +135,46 @@ def assign_terms(similarity: Tensor,
             order = rank_sim[members].argsort(descending=True, stable=True)
             chosen[members[order[top_n:]]] = -1
     return chosen
+
+
+def group_terms(embeddings: Tensor,
+                merge_thr: float,
+                max_groups: Optional[int] = None) -> List[List[int]]:
+    """Synonym groups of ranked terms, for classes found with no class list
+    (``model.classes='auto'``): terms in their rank order, each joins the
+    group whose first term (the group's name) is the most similar, when
+    that cosine similarity is at least ``merge_thr``, else opens a group of
+    its own while there are fewer than ``max_groups`` (None: no cap); a term
+    that can do neither is dropped.
+
+    Args:
+        embeddings: (T, D) L2-normalised text embeddings, best term first.
+
+    Returns:
+        groups of term indices, in the order they were opened; the first
+        index of a group is its name.
+    """
+    if max_groups is not None and max_groups < 1:
+        raise ValueError(f'max_groups={max_groups!r}: give None or >= 1')
+    sims = (embeddings.float() @ embeddings.float().T).cpu()
+    groups: List[List[int]] = []
+    for t in range(len(embeddings)):
+        if groups:
+            heads = torch.tensor([g[0] for g in groups])
+            best_sim, best = sims[t, heads].max(dim=0)
+            if float(best_sim) >= merge_thr:
+                groups[int(best)].append(t)
+                continue
+        if max_groups is None or len(groups) < max_groups:
+            groups.append([t])
+    return groups
+
+
+def match_names(similarity: Tensor) -> Tensor:
+    """Each found class's nearest target class by text similarity, as
+    vocabulary-free segmentation is scored on a dataset: (F, K) ``sim`` ->
+    (F,) target class index per found class."""
+    return similarity.argmax(dim=1)
 
 
 def refinement_weights(term_scores: Tensor,

@@ -43,8 +43,10 @@ class OVEVASegmentor(EncoderDecoder):
         clip: config of the dense CLIP encoder (``DenseCLIPEncoder`` keys:
             ``name``, ``pretrained``, ``variant``, ...).
         classes: class file path, shipped class-file name (``'ade20k'``),
-            a list of classes, each ``'name, synonym, ...'``, or None: the
-            test dataset's classes (``DatasetClassesHook``).
+            a list of classes, each ``'name, synonym, ...'``, None: the
+            test dataset's classes (``DatasetClassesHook``), or ``'auto'``:
+            no class list, each image's classes come from its vocabulary
+            (``auto_classes``).
         templates: prompt template set name or list (see ``TEMPLATE_SETS``).
         term_templates: the (smaller) template set of vocabulary terms.
         logit_scale: multiplier of cosine similarities before the softmax;
@@ -73,6 +75,14 @@ class OVEVASegmentor(EncoderDecoder):
             step 6; off by default): None or ``num_iter=0`` (off), or e.g.
             ``dict(num_iter=10, dilations=(8, 16))`` as NACLIP uses it.
             Costs seconds per ADE20K-sized image on 2 CPU cores.
+        max_auto_classes: with ``classes='auto'``, the most synonym groups
+            found per image (the background class comes on top).
+        auto_merge_thr: with ``classes='auto'``, the least CLIP text
+            similarity of a term to a group's name for it to join the group
+            as a synonym.
+        auto_background: with ``classes='auto'``, the name of the class
+            added first (index ``bg_idx`` = 0) for what no found class
+            covers; None adds none.
         test_cfg: mmseg's ``dict(mode='whole')`` or
             ``dict(mode='slide', crop_size=(224, 224), stride=(112, 112))``.
         train_cfg, pretrained: accepted and ignored, as mmseg's tools (e.g.
@@ -93,6 +103,9 @@ class OVEVASegmentor(EncoderDecoder):
                  vocabulary: Union[None, str, dict] = None,
                  head: Optional[dict] = dict(type='OVEVAHead'),
                  pamr: Optional[dict] = None,
+                 max_auto_classes: int = 10,
+                 auto_merge_thr: float = 0.9,
+                 auto_background: Optional[str] = 'background',
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  train_cfg=None,
@@ -110,7 +123,17 @@ class OVEVASegmentor(EncoderDecoder):
         self.num_classes = self.out_channels = 0
         self.class_names: List[str] = []
         self.queries: List[str] = []
-        if classes is not None:
+        self.auto_classes = isinstance(classes, str) and classes == 'auto'
+        # classes='auto' on a dataset: its classes, to match found names to
+        self.target_classes: Optional[List[List[str]]] = None
+        self._target_embeddings: Optional[Tensor] = None
+        if not isinstance(max_auto_classes, int) or max_auto_classes < 1:
+            raise ValueError(f'model.max_auto_classes={max_auto_classes!r}: '
+                             'give a whole number >= 1')
+        self.max_auto_classes = max_auto_classes
+        self.auto_merge_thr = auto_merge_thr
+        self.auto_background = auto_background
+        if classes is not None and not self.auto_classes:
             self.set_classes(load_classes(classes))
         self.text_bank = TextBank(self.clip, templates, text_cache_dir)
         self.term_bank = TextBank(self.clip, term_templates, text_cache_dir)
@@ -120,6 +143,12 @@ class OVEVASegmentor(EncoderDecoder):
         self.vocabulary = build_vocabulary(vocabulary)
         if self.vocabulary is not None:
             self.vocabulary.bind(self.clip)
+        elif self.auto_classes:
+            raise ValueError(
+                "model.classes='auto' takes each image's classes from its "
+                'vocabulary, and model.vocabulary is none: give a source, '
+                "e.g. model.vocabulary='lexicon' (offline)")
+        self._auto_terms: Dict[str, List] = {}  # img_path -> its terms
         self.head = MODELS.build(head) if head is not None else None
         self.pamr = self._check_pamr(pamr)
         self._logit_scale = logit_scale
@@ -156,6 +185,117 @@ class OVEVASegmentor(EncoderDecoder):
             [k for k, synonyms in enumerate(classes) for _ in synonyms],
             device=self.query_class.device)
         self._query_embeddings = None
+
+    @property
+    def fetch_classes(self) -> Optional[List[List[str]]]:
+        """The target classes a vocabulary source is asked about: none with
+        ``classes='auto'`` (the source says what the image holds)."""
+        return [] if self.auto_classes else self.classes
+
+    def set_target_classes(self, classes: List[List[str]]) -> None:
+        """``classes='auto'`` on a dataset: the dataset's classes. Every
+        class found in an image is then scored as its nearest dataset class
+        by CLIP text similarity (``pred_sem_seg`` holds dataset indices),
+        as vocabulary-free segmentation is evaluated."""
+        self.target_classes = [list(c) for c in classes]
+        self._target_embeddings = None
+
+    def find_classes(self, image: str) -> List[List[str]]:
+        """``classes='auto'``: one image's classes from its vocabulary (the
+        MLLM's perceived terms or the lexicon's top concepts, best first),
+        grouped into synonyms by CLIP text similarity
+        (``scoring.group_terms``: ``auto_merge_thr``, at most
+        ``max_auto_classes`` groups), after the ``auto_background`` class.
+        The terms stay the image's vocabulary for the head."""
+        result = self.vocabulary.fetch(image, [])
+        background = self.auto_background
+        terms = [t.text for t in result.terms if t.text != background]
+        if not terms:
+            why = f' ({result.error})' if result.error else ''
+            raise RuntimeError(
+                f"model.classes='auto': the vocabulary source "
+                f'({type(self.vocabulary).__name__}) named nothing in '
+                f'{image!r}{why}; check the source, or give a class list')
+        groups = scoring.group_terms(
+            self.term_bank.embed(terms), self.auto_merge_thr,
+            self.max_auto_classes)
+        classes = [[terms[i] for i in group] for group in groups]
+        if background:
+            classes.insert(0, [background])
+        if len(classes) < 2:
+            raise RuntimeError(
+                f"model.classes='auto': only {classes[0][0]!r} was found in "
+                f'{image!r} and model.auto_background is None; set a '
+                'background name or give a class list')
+        self._auto_terms[image] = result.terms
+        return classes
+
+    def _auto_predict(self, inputs: Tensor,
+                      data_samples: OptSampleList) -> SampleList:
+        """``predict`` with ``classes='auto'``: image by image, the image's
+        classes (``find_classes``), then OV-EVA as usual on them."""
+        if data_samples is None or any(
+                s.metainfo.get('img_path') is None for s in data_samples):
+            raise ValueError(
+                "model.classes='auto' reads each image's vocabulary by "
+                'file: give image paths (img_path), not bare arrays')
+        if self.bg_idx != 0:
+            raise ValueError("model.classes='auto' puts the background "
+                             'class first: set model.bg_idx=0')
+        samples = []
+        for i, sample in enumerate(data_samples):
+            image = sample.metainfo['img_path']
+            self.set_classes(self.find_classes(image))
+            self._reports = []
+            try:
+                seg_logits = self.inference(inputs[i:i + 1], [sample.metainfo])
+                sample = self.postprocess_result(seg_logits, [sample],
+                                                 inputs[i:i + 1])[0]
+            finally:
+                self._auto_terms.pop(image, None)
+            sample.set_metainfo(
+                dict(
+                    ov_eva_vocabulary=self._reports[0]
+                    if self._reports else [],
+                    ov_eva_classes=[list(c) for c in self.classes]))
+            if self.target_classes is not None:
+                self._match_to_targets(sample)
+            samples.append(sample)
+        self._reports = []
+        return samples
+
+    def _match_to_targets(self, sample: SegDataSample) -> None:
+        """Found classes -> their nearest dataset classes by text
+        similarity (a found class's name against every synonym of every
+        dataset class): ``pred_sem_seg`` and ``seg_logits`` in dataset
+        classes, the found labels kept as ``auto_sem_seg``."""
+        targets = self.target_classes
+        queries = [s for synonyms in targets for s in synonyms]
+        query_class = torch.tensor(
+            [k for k, synonyms in enumerate(targets) for _ in synonyms])
+        if self._target_embeddings is None:
+            self._target_embeddings = self.text_bank.embed(queries)
+        found = self.text_bank.embed(self.class_names)
+        similarity = scoring.term_class_similarity(
+            found.float(), self._target_embeddings.float(), query_class,
+            len(targets))
+        matched = scoring.match_names(similarity).cpu()
+        pred = sample.pred_sem_seg.data
+        scores = sample.seg_logits.data
+        index = matched.to(scores.device)[:, None, None].expand_as(scores)
+        target_scores = scores.new_full((len(targets), *scores.shape[1:]),
+                                        -torch.inf)
+        target_scores.scatter_reduce_(0, index, scores, reduce='amax')
+        sample.set_data(
+            dict(
+                auto_sem_seg=PixelData(data=pred),
+                pred_sem_seg=PixelData(data=matched.to(pred.device)[pred]),
+                seg_logits=PixelData(data=target_scores)))
+        sample.set_metainfo(
+            dict(ov_eva_class_match=[
+                dict(found=name, dataset_class=targets[int(k)][0])
+                for name, k in zip(self.class_names, matched)
+            ]))
 
     @staticmethod
     def _check_pamr(pamr: Optional[dict]) -> Optional[dict]:
@@ -349,9 +489,11 @@ class OVEVASegmentor(EncoderDecoder):
         image = meta.get('img_path')
         if image is None:
             return {}
-        result = self.vocabulary.fetch(image, self.classes)
+        terms = self._auto_terms.get(image)  # classes='auto': already read
+        if terms is None:
+            terms = self.vocabulary.fetch(image, self.classes).terms
         index = {name: k for k, name in enumerate(self.class_names)}
-        return {t.text: index.get(t.suggested_class, -1) for t in result.terms}
+        return {t.text: index.get(t.suggested_class, -1) for t in terms}
 
     def _report(self, vocab: Dict[str, int], term_class: Tensor,
                 similarity: Tensor, weights: Tensor) -> List[dict]:
@@ -374,7 +516,10 @@ class OVEVASegmentor(EncoderDecoder):
                 inputs: Tensor,
                 data_samples: OptSampleList = None) -> SampleList:
         """mmseg's predict; each sample also carries the vocabulary used and
-        its mapping in ``metainfo['ov_eva_vocabulary']``."""
+        its mapping in ``metainfo['ov_eva_vocabulary']`` (and with
+        ``classes='auto'`` the image's classes in ``ov_eva_classes``)."""
+        if self.auto_classes:
+            return self._auto_predict(inputs, data_samples)
         if data_samples is not None:
             batch_img_metas = [sample.metainfo for sample in data_samples]
         else:

@@ -283,8 +283,10 @@ class MLLMVocabulary(VocabularySource):
     def dialogue(self, classes: Classes):
         """The method's conversation as a generator: it yields each prompt
         and is sent the answer; it returns ``(terms, raw answers)`` (or
-        raises ``AnswerError``). The online path drives it with ``ask``, the
-        Batch API path drives many at once, one batch per step."""
+        raises ``AnswerError``); with no target classes
+        (``model.classes='auto'``) stage 1 alone. The online path drives it
+        with ``ask``, the Batch API path drives many at once, one batch per
+        step."""
         names = [synonyms[0] for synonyms in classes]
         raw: List[str] = []
         answer = yield perceive_prompt()
@@ -293,6 +295,11 @@ class MLLMVocabulary(VocabularySource):
             perceived = clean_terms(_term_list(answer), limit=self.max_terms)
         except AnswerError:
             perceived = []  # stage 2 can still answer
+        if not names:
+            if not perceived:
+                raise AnswerError('no usable terms in the answer: ' +
+                                  answer[:80])
+            return [Term(text, None) for text in perceived], raw
         terms: List[Term] = []
         held: Dict[str, List[str]] = {}
         for _ in range(self.rounds):

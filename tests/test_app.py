@@ -1,0 +1,282 @@
+"""tools/app.py, the web page, as users reach it: started as a process with
+the tiny CLIP on a free loopback port, driven in headless Chromium (Debian's
+``chromium``, which .ci/run installs) and through ``gradio_client``."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from conftest import NO_PAMR, REPO, TINY, run_cli, shared_data
+from PIL import Image
+
+from ov_eva.testing import FakeOpenAIServer
+
+ADE_IMAGE = 'images/validation/ADE_val_00000001.jpg'
+CLASSES = 'wall; floor; sky, clouds; person\ntree'
+NAMES = {'wall', 'floor', 'sky', 'person', 'tree'}
+TIMEOUT_MS = 90_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def app(tmp_path_factory):
+    """The page's URL: tools/app.py started as `make app` starts it."""
+    folder = tmp_path_factory.mktemp('app')
+    port = free_port()
+    log = open(folder / 'app.log', 'w')
+    env = dict(os.environ, GRADIO_TEMP_DIR=str(folder / 'gradio'))
+    env.pop('OPENAI_API_KEY', None)
+    proc = subprocess.Popen([
+        sys.executable, 'tools/app.py', '--port',
+        str(port), '--cfg-options', *TINY, NO_PAMR
+    ],
+                            cwd=REPO,
+                            env=env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f'http://127.0.0.1:{port}/'
+    deadline = time.monotonic() + 180
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError('tools/app.py exited:\n' +
+                                 (folder / 'app.log').read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError('tools/app.py did not answer in 180 s:\n' +
+                                 (folder / 'app.log').read_text()[-3000:])
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def chromium_path() -> str:
+    path = shutil.which('chromium') or shutil.which('chromium-browser')
+    if path is None:
+        pytest.skip('no chromium on PATH: .ci/run installs Debian\'s '
+                    'chromium (apt-get install -y chromium)')
+    return path
+
+
+STATUS = '#status [data-testid=markdown]'
+FINISHED = """before => {
+    const text = document.querySelector('%s').innerText;
+    const busy = document.querySelector(
+        '#status [data-testid=status-tracker]:not(.hide)');
+    return !busy && text !== before && /Done|Error/.test(text);
+}""" % STATUS
+
+
+def status_after(page, action) -> str:
+    """Run ``action`` (a click), then wait until the request has ended and
+    the status line shows a new finished message (Done or Error)."""
+    before = page.inner_text(STATUS)
+    action()
+    page.wait_for_function(FINISHED, arg=before, timeout=TIMEOUT_MS)
+    return page.inner_text(STATUS)
+
+
+def table_rows(page, selector: str):
+    """(row count, rendered rows) of a Dataframe on the page: the count
+    from its grid's aria-rowcount (long tables render the rows in view
+    only), each rendered data row as a list of cell texts."""
+    count = int(
+        page.get_attribute(f'{selector} [role=grid]',
+                           'aria-rowcount')) - 1  # the header
+    rows = page.eval_on_selector_all(
+        f'{selector} [role=row]',
+        'rows => rows.filter(r => r.getAttribute("aria-rowindex") > 1)'
+        '.map(r => Array.from(r.querySelectorAll("[role=gridcell], td"))'
+        '.map(td => td.innerText.trim()))')
+    return count, [row for row in rows if any(row)]
+
+
+def upload(page, path):
+    """Upload a file to the photo box (clearing the one it holds)."""
+    clear = page.query_selector('#photo button[aria-label=Clear]')
+    if clear is not None:
+        clear.click()
+    page.set_input_files('#photo input[type=file]', str(path))
+    page.wait_for_function(
+        'name => document.querySelector("#photo").innerText.includes(name)',
+        arg=path.stem,
+        timeout=TIMEOUT_MS)
+
+
+def test_page_in_headless_chromium(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+    photo = shared_data('ADEChallengeData2016') / ADE_IMAGE
+    with Image.open(photo) as picture:
+        width, height = picture.size
+    corrupt = tmp_path / 'corrupt.jpg'
+    corrupt.write_bytes(b'\xff\xd8\xff\xe0' +
+                        np.random.default_rng(0).bytes(2048))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(), headless=True)
+        try:
+            page = browser.new_page(viewport=dict(width=1280, height=1400))
+            page.goto(app)
+            page.wait_for_selector('#run')
+            # a held-out photo with classes
+            upload(page, photo)
+            page.fill('#classes textarea', CLASSES)
+            status = status_after(page, lambda: page.click('#run'))
+            assert f'Done: {width}x{height} photo, 5 classes' in status
+            assert 'vocabulary: lexicon' in status
+            overlay = page.wait_for_selector('#overlay img')
+            size = overlay.evaluate('i => [i.naturalWidth, i.naturalHeight]')
+            # the photo, and the legend on its right
+            assert size[0] > width and size[1] >= height, size
+            count, areas = table_rows(page, '#areas')
+            assert count == len(areas) >= 1
+            assert {row[0] for row in areas} <= NAMES
+            assert sum(int(row[2]) for row in areas) == width * height
+            count, terms = table_rows(page, '#terms')
+            assert count == 32  # the lexicon's top_k
+            assert len(terms) >= 10  # those in view
+            for term, mapped, weight in terms:
+                assert mapped in NAMES | {'(not mapped)'}
+                assert 0 <= float(weight) <= 1
+            mapped = [t for t in terms if t[1] != '(not mapped)']
+            assert mapped and terms[:len(mapped)] == mapped  # mapped first
+            # a pixel's top classes on click
+            box = overlay.bounding_box()
+            scale = box['width'] / size[0]
+            page.mouse.click(box['x'] + width / 2 * scale,
+                             box['y'] + height / 2 * scale)
+            page.wait_for_function(
+                'document.querySelector("#pixel textarea").value'
+                '.includes("1. ")',
+                timeout=TIMEOUT_MS)
+            text = page.input_value('#pixel textarea')
+            assert re.search(r'Pixel \(\d+, \d+\):', text)
+            lines = text.splitlines()[1:]
+            assert len(lines) == 3
+            assert all(
+                line.split('. ')[1].split(':')[0] in NAMES for line in lines)
+            shot = tmp_path / 'page.png'
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+
+            # the same photo with no classes: found in the photo
+            page.fill('#classes textarea', '')
+            status = status_after(page, lambda: page.click('#run'))
+            found = re.search(r'(\d+) classes found in the photo', status)
+            assert found and 1 <= int(found[1]) <= 10, status
+            count, areas = table_rows(page, '#areas')
+            assert 1 <= count <= int(found[1]) + 1
+
+            # a corrupt upload: a message, and the page keeps working
+            upload(page, corrupt)
+            status = status_after(page, lambda: page.click('#run'))
+            assert 'Error' in status and 'not an image' in status
+            upload(page, photo)
+            page.fill('#classes textarea', 'cat; dog')
+            status = status_after(page, lambda: page.click('#run'))
+            assert 'Done' in status and '2 classes' in status
+
+            # two requests at once, from two browsers: both queue, both end
+            pages = [browser.new_page() for _ in range(2)]
+            for other in pages:
+                other.goto(app)
+                other.wait_for_selector('#run')
+                upload(other, photo)
+                other.fill('#classes textarea', CLASSES)
+            for other in pages:
+                other.click('#run')
+            for other in pages:
+                other.wait_for_function(FINISHED, arg='', timeout=TIMEOUT_MS)
+                assert 'Done' in other.inner_text(STATUS)
+                _, areas = table_rows(other, '#areas')
+                assert areas and {row[0] for row in areas} <= NAMES
+            page.screenshot(path=str(tmp_path / 'page_end.png'))
+        finally:
+            browser.close()
+
+
+def test_api_through_gradio_client(app, tmp_path):
+    """The page's function through gradio_client: a loopback MLLM names the
+    classes, a dead server gives a message, the page still works."""
+    from gradio_client import Client, handle_file
+    photo = shared_data('ADEChallengeData2016') / ADE_IMAGE
+    client = Client(app, verbose=False)
+    server_kind = 'openai-compatible server'
+
+    def segment(classes, source, url='', model='gpt-4o', base='naclip'):
+        return client.predict(
+            handle_file(str(photo)),
+            classes,
+            source,
+            url,
+            model,
+            base,
+            api_name='/segment')
+
+    with FakeOpenAIServer() as server:
+        overlay, areas, terms, status = segment('', server_kind,
+                                                server.base_url)[:4]
+        assert server.count() == 1  # what is in the photo: stage 1 alone
+    assert '2 classes found in the photo' in status, status
+    assert {row[0]
+            for row in areas['data']
+            } <= {'background', 'wooden floor', 'white ceiling'}
+    assert {row[0]
+            for row in terms['data']} == {'wooden floor', 'white ceiling'}
+    with Image.open(overlay) as picture, Image.open(photo) as original:
+        assert picture.size[0] > original.size[0]
+        assert picture.size[1] >= original.size[1]
+
+    # another model name: the vocabulary cache (keyed by model, not URL)
+    # must not answer for the dead server
+    dead = dict(url=f'http://127.0.0.1:{free_port()}/v1', model='dead-model')
+    start = time.monotonic()
+    overlay, _, _, status = segment('', server_kind, **dead)[:4]
+    assert overlay is None
+    assert 'Error' in status and 'vocabulary source failed' in status
+    assert time.monotonic() - start < 60
+    overlay, areas, _, status = segment('wall; floor', server_kind, **dead)[:4]
+    assert overlay is not None and 'class names alone' in status
+    assert {row[0] for row in areas['data']} <= {'wall', 'floor'}
+    overlay, areas, terms, status = segment(
+        'wall; floor; sky', 'none', base='sclip')[:4]
+    assert 'Done' in status and 'base sclip' in status
+    assert terms['data'] == [] or terms['data'] == [['', '', '']]
+    overlay, _, _, status = segment('', 'none')[:4]
+    assert overlay is None and 'choose a vocabulary source' in status
+    overlay, _, _, status = segment('cat; cat', 'lexicon')[:4]
+    assert overlay is None and "'cat' appears twice" in status
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config', 'missing.py'], 'missing.py'),
+    (['--port', '0'], '--port 0'),
+])
+def test_bad_arguments_fail_fast_before_the_model(args, message):
+    start = time.monotonic()
+    proc = run_cli('tools/app.py', *args, check=False, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith('error:') and message in proc.stderr
+    assert 'OV-EVA page on' not in proc.stdout
+    assert time.monotonic() - start < 30
