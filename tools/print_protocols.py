@@ -13,7 +13,11 @@ from mmengine.config import Config
 
 TABLE = Path(__file__).resolve().parents[1] / 'configs/_base_/protocols.py'
 NAMES = dict(
-    maskclip='MaskCLIP', sclip='SCLIP', clearclip='ClearCLIP', naclip='NACLIP')
+    maskclip='MaskCLIP',
+    sclip='SCLIP',
+    clearclip='ClearCLIP',
+    naclip='NACLIP',
+    corrclip='CorrCLIP')
 COLUMNS = ('method', 'dataset', 'short side', 'windows', 'logit scale',
            'prob_thd', 'area_thd', 'PAMR', 'class file', 'patch fit',
            'published mIoU', 'settings from')

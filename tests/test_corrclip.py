@@ -1,0 +1,235 @@
+"""CorrCLIP: its math against the formulas written out here (as the official
+CorrCLIPv1 code states them, loop by loop), the mask sources, and the
+baseline through tools/test.py on real samples with tiny random models."""
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import REPO, run_cli, shared_data
+
+from ov_eva import corrclip
+from ov_eva.corrclip import (dbscan_labels, map_correction, merge_regions,
+                             region_token_mask, scope_attention)
+from ov_eva.masks import FileMasks, build_mask_source
+
+TINY_CORR = [
+    'model.clip.name=ov-eva-tiny12', 'model.clip.pretrained=None',
+    'model.clip.dino.name=ov-eva-tiny-dino', 'model.clip.dino.pretrained=None'
+]
+
+
+def random_masks(gen, shape=(12, 14), labels=(0, 3, 5, 9, 12)):
+    values = torch.tensor(labels, dtype=torch.int32)
+    return values[torch.randint(len(labels), shape, generator=gen)]
+
+
+def closure_labels(distance, eps):
+    """DBSCAN with min_samples=1 on a symmetric distance: the connected
+    components of the graph d <= eps, numbered by their smallest index."""
+    near = (distance <= eps).float()
+    reach = near
+    for _ in range(len(near)):
+        reach = ((reach @ near + reach) > 0).float()
+    first = reach.argmax(dim=1)  # each point's smallest reachable index
+    order = {int(f): k for k, f in enumerate(sorted(set(first.tolist())))}
+    return torch.tensor([order[int(f)] for f in first])
+
+
+def test_dbscan_is_the_connected_components_of_the_eps_graph():
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 30):
+        feats = F.normalize(torch.randn(n, 4, generator=gen), dim=1)
+        sim = feats @ feats.T
+        distance = sim.max() - sim
+        for eps in (0.05, 0.2, 0.6):
+            assert dbscan_labels(distance, eps).tolist() == closure_labels(
+                distance, eps).tolist()
+
+
+def test_dbscan_equals_scikit_learn():
+    sklearn_cluster = pytest.importorskip('sklearn.cluster')
+    gen = torch.Generator().manual_seed(1)
+    for n in (2, 9, 40, 120):
+        feats = F.normalize(torch.randn(n, 8, generator=gen), dim=1)
+        sim = feats @ feats.T
+        distance = (sim.max() - sim).numpy()
+        for eps, min_samples in ((0.2, 1), (0.5, 1), (0.5, 3)):
+            want = sklearn_cluster.DBSCAN(
+                metric='precomputed', eps=eps,
+                min_samples=min_samples).fit_predict(distance)
+            got = dbscan_labels(torch.from_numpy(distance), eps, min_samples)
+            assert got.tolist() == want.tolist()
+
+
+def test_merge_regions_is_the_official_loop():
+    gen = torch.Generator().manual_seed(2)
+    masks = random_masks(gen)
+    base = torch.randn(5, 6, generator=gen)
+    # regions 3 and 9 share a direction: they must merge
+    base[3] = base[1] + 0.01
+    feats = base[torch.unique(masks, return_inverse=True)[1]] + \
+        0.001 * torch.randn(*masks.shape, 6, generator=gen)
+    # the official mask merging, written out
+    want = masks.clone()
+    values = torch.unique(masks)
+    regions = [v == masks for v in values]
+    means = torch.stack([feats[r].mean(dim=0) for r in regions])
+    means = F.normalize(means, dim=1)[1:]
+    sim = means @ means.T
+    cluster = closure_labels(sim.max() - sim, 0.2)
+    for idx, c in enumerate(cluster, start=1):
+        if c != -1:
+            want[regions[idx]] = c + 10000
+    got = merge_regions(masks, feats)
+    assert torch.equal(got, want)
+    assert len(torch.unique(got)) < len(values)  # something merged
+    # two labels or fewer: nothing to merge
+    two = (masks > 5).int()
+    assert torch.equal(merge_regions(two, feats), two)
+
+
+def test_scope_attention_is_the_official_formula():
+    gen = torch.Generator().manual_seed(3)
+    masks = random_masks(gen, (6, 7))
+    feats = F.normalize(torch.randn(42, 5, generator=gen), dim=1)
+    sim = feats @ feats.T
+    regions = [(v == masks).view(-1) for v in torch.unique(masks)]
+    allowed = torch.zeros(42, 42, dtype=torch.bool)
+    for r in regions[1:]:
+        allowed |= torch.outer(r, r)
+    r0 = regions[0]
+    allowed |= (r0[None] | r0[:, None]) & (sim > sim.mean())
+    want = (sim.masked_fill(~allowed, float('-inf')) * 4).softmax(dim=-1)
+    got = scope_attention(sim, masks)
+    assert torch.allclose(got, want, atol=0, rtol=0)
+    assert (got[~allowed] == 0).all() and (got[allowed] > 0).any()
+
+
+def test_region_token_mask():
+    regions = torch.tensor([[1, 0, 0, 1], [0, 1, 1, 0]], dtype=torch.bool)
+    mask = region_token_mask(regions)
+    assert mask.shape == (7, 7)
+    allowed = mask == 0
+    # image tokens (class token + 4 patches) see every image token only
+    assert allowed[2:, 2:].all() and not allowed[2:, :2].any()
+    # region token r sees the class token and its own patches
+    assert allowed[:2, 2].all() and not allowed[:2, :2].any()
+    assert torch.equal(allowed[:2, 3:], regions)
+    assert (mask[~allowed] == float('-inf')).all()
+
+
+def test_map_correction_is_the_mode_per_region():
+    gen = torch.Generator().manual_seed(4)
+    masks = random_masks(gen, (20, 22), labels=(2, 4, 6, 8))
+    pred = torch.randint(0, 5, (20, 22), generator=gen)
+    pred[:3, :3] = 3  # ties and clear winners alike
+    want = pred.clone()
+    values = torch.unique(masks)
+    for v in values[1:]:  # the official loop: torch.mode in each region
+        region = masks == v
+        want[region] = torch.mode(pred[region])[0]
+    got = map_correction(pred, masks)
+    assert torch.equal(got, want)
+    assert torch.equal(got[masks == 2], pred[masks == 2])  # first: as is
+    tie = torch.tensor([[1, 1, 2, 2]])
+    assert torch.equal(
+        map_correction(tie, torch.tensor([[0, 1, 1, 1]])),
+        torch.tensor([[1, 2, 2, 2]]))  # the first region stays as is
+
+
+def test_dino_position_embedding_rule():
+    pos = torch.randn(1, 1 + 28 * 28, 8)
+    assert corrclip.dino_position_embedding(pos, (28, 28)) is pos
+    out = corrclip.dino_position_embedding(pos, (42, 35))
+    assert out.shape == (1, 1 + 42 * 35, 8)
+    patch = pos[:, 1:].reshape(1, 28, 28, 8).permute(0, 3, 1, 2)
+    want = F.interpolate(
+        patch, scale_factor=(42.1 / 28, 35.1 / 28),
+        mode='bicubic').permute(0, 2, 3, 1).reshape(1, -1, 8)
+    assert torch.equal(out[:, 1:], want) and torch.equal(
+        out[:, :1], pos[:, :1])
+
+
+def test_num_spatial_layers():
+    assert [corrclip.num_spatial_layers(n)
+            for n in (12, 24, 32, 6)] == [5, 12, 28, 2]
+
+
+def write_masks(folder, data, image_dir, label_dir):
+    """Region masks like SAM2's pre-generated ones: connected areas of the
+    ground truth as regions, label 0 unsegmented."""
+    from PIL import Image
+    from scipy import ndimage
+    folder.mkdir()
+    for label_file in sorted((data / label_dir).glob('*.png')):
+        gt = np.asarray(Image.open(label_file)).astype(int)
+        mask = np.zeros(gt.shape, np.int64)
+        next_id = 1
+        for value in np.unique(gt):
+            parts, count = ndimage.label(gt == value)
+            for k in range(1, count + 1):
+                if value not in (0, 255):
+                    mask[parts == k] = next_id
+                    next_id += 1
+        np.savez(folder / f'{label_file.stem}.npz', instance_mask=mask)
+
+
+def test_corrclip_runs_through_the_runner_with_map_correction(tmp_path):
+    """configs/baselines/corrclip_vitb16_ade.py through tools/test.py with a
+    tiny CLIP and DINO and a `files` mask folder: every region but the
+    unsegmented one comes out in one class (the map correction)."""
+    from PIL import Image
+    data = shared_data('ADEChallengeData2016')
+    masks = tmp_path / 'masks'
+    write_masks(masks, data, 'images/validation', 'annotations/validation')
+    run_cli('tools/test.py', REPO / 'configs/baselines/corrclip_vitb16_ade.py',
+            '--work-dir', tmp_path / 'work', '--out', tmp_path / 'pred',
+            '--cfg-options', *TINY_CORR, f'model.clip.masks.root={masks}',
+            f'test_dataloader.dataset.data_root={data}',
+            'test_dataloader.dataset.indices=1')
+    (png, ) = sorted((tmp_path / 'pred').rglob('*.png'))
+    pred = np.asarray(Image.open(png))
+    mask = np.load(masks / f'{png.stem}.npz')['instance_mask']
+    assert pred.shape == mask.shape
+    for value in np.unique(mask)[1:]:
+        assert len(np.unique(pred[mask == value])) == 1, value
+    assert len(np.unique(pred[mask == 0])) > 1  # left as predicted
+
+
+def test_file_masks_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match='not a folder'):
+        FileMasks(str(tmp_path / 'nowhere'))
+    source = build_mask_source(dict(type='files', root=str(tmp_path)))
+    meta = dict(img_path='/x/img_1.jpg', ori_shape=(4, 5))
+    with pytest.raises(FileNotFoundError, match='img_1.npz'):
+        source.get(meta)
+    np.savez(tmp_path / 'img_1.npz', instance_mask=np.zeros((4, 6), int))
+    with pytest.raises(ValueError, match='original image size'):
+        source.get(meta)
+    np.savez(tmp_path / 'img_1.npz', instance_mask=np.ones((4, 5), int))
+    assert source.get(meta).shape == (4, 5)
+    with pytest.raises(ValueError, match='unknown model.clip.masks type'):
+        build_mask_source(dict(type='sam3'))
+
+
+def test_offline_dino_without_weights_fails_fast(monkeypatch, tmp_path):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setenv('HF_HOME', str(tmp_path))
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError) as error:
+        corrclip.load_dino('facebook/dino-vitb8', 'facebook/dino-vitb8')
+    assert time.monotonic() - start < 10
+    assert 'facebook/dino-vitb8' in str(error.value)
+    assert 'local folder' in str(error.value)
+
+
+def test_corrclip_class_files_keep_semicolon_synonyms():
+    from ov_eva.class_lists import load_classes
+    voc = load_classes(
+        dict(file='corrclip/voc21', verbatim=True, separator='; '))
+    assert len(voc) == 21 and voc[0][:3] == ['sky', 'wall', 'tree']
+    assert voc[1] == ['aeroplane']
+    shipped = (REPO / 'projects/ov_eva/class_names/corrclip/voc21.txt')
+    assert len(voc[0]) == shipped.read_text().splitlines()[0].count('; ') + 1
