@@ -7,7 +7,7 @@ from . import compat
 
 compat.install()  # before anything imports mmseg
 
-from .clip_encoder import DenseCLIPEncoder  # noqa: E402
+from .backends import BACKENDS, DenseCLIPEncoder  # noqa: E402
 from .datasets import (ClassFileSegDataset, COCOObjectDataset,  # noqa: E402
                        PascalVOC20Dataset)
 from .head import OVEVAHead  # noqa: E402
@@ -21,5 +21,5 @@ __all__ = [
     'DenseCLIPEncoder', 'OVEVASegmentor', 'OVEVAHead', 'TextBank',
     'read_class_file', 'PascalVOC20Dataset', 'COCOObjectDataset',
     'VocabularyPrefetchHook', 'VOCABULARIES', 'ClassFileSegDataset',
-    'DatasetClassesHook'
+    'DatasetClassesHook', 'BACKENDS'
 ]
