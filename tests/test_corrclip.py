@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from conftest import REPO, run_cli, shared_data
 
-from ov_eva import corrclip
-from ov_eva.corrclip import (dbscan_labels, map_correction, merge_regions,
-                             region_token_mask, scope_attention)
+from ov_eva.backends import corrclip
+from ov_eva.backends.corrclip import (dbscan_labels, map_correction,
+                                      merge_regions, region_token_mask,
+                                      scope_attention)
 from ov_eva.masks import FileMasks, build_mask_source
 
 TINY_CORR = [

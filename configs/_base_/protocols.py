@@ -63,11 +63,12 @@ __methods = dict(
     # 40, the map correction after the decision (ov_eva/corrclip.py).
     corrclip=dict(
         repo='corrclip',
+        # _delete_: none of the CLIP-only keys of the model base (variant)
         clip=dict(
+            _delete_=True,
             type='CorrCLIPEncoder',
             name='ViT-B-16-quickgelu',
             pretrained='metaclip_fullcc',
-            variant='vanilla',
             patch_fit='pad_centre',
             dino=dict(
                 name='facebook/dino-vitb8', pretrained='facebook/dino-vitb8')),

@@ -7,8 +7,7 @@ from . import compat
 
 compat.install()  # before anything imports mmseg
 
-from .clip_encoder import DenseCLIPEncoder  # noqa: E402
-from .corrclip import CorrCLIPEncoder  # noqa: E402
+from .backends import BACKENDS, CorrCLIPEncoder, DenseCLIPEncoder  # noqa
 from .datasets import (ClassFileSegDataset, COCOObjectDataset,  # noqa: E402
                        PascalVOC20Dataset)
 from .head import OVEVAHead  # noqa: E402
@@ -23,5 +22,5 @@ __all__ = [
     'DenseCLIPEncoder', 'OVEVASegmentor', 'OVEVAHead', 'TextBank',
     'read_class_file', 'PascalVOC20Dataset', 'COCOObjectDataset',
     'VocabularyPrefetchHook', 'VOCABULARIES', 'ClassFileSegDataset',
-    'DatasetClassesHook', 'CorrCLIPEncoder', 'MASK_SOURCES'
+    'DatasetClassesHook', 'BACKENDS', 'CorrCLIPEncoder', 'MASK_SOURCES'
 ]

@@ -32,7 +32,7 @@ from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor
 
 from . import scoring
-from .registry import build_vocabulary
+from .registry import build_backend, build_vocabulary
 from .text_bank import ClassSpec, TextBank, load_classes
 
 
@@ -41,8 +41,10 @@ class OVEVASegmentor(EncoderDecoder):
     """Training-free open-vocabulary segmentor.
 
     Args:
-        clip: config of the dense CLIP encoder (``DenseCLIPEncoder`` keys:
-            ``name``, ``pretrained``, ``variant``, ...).
+        clip: config of the dense-feature backend (``ov_eva.backends``):
+            ``type`` (default ``'DenseCLIPEncoder'``, the CLIP last-block
+            variants; ``'ProxyCLIPEncoder'``) and its keys: ``name``,
+            ``pretrained``, ``variant``, ...
         classes: class file path, shipped class-file name (``'ade20k'``),
             a list of classes, each ``'name, synonym, ...'``, or None: the
             test dataset's classes (``DatasetClassesHook``).
@@ -103,7 +105,7 @@ class OVEVASegmentor(EncoderDecoder):
         # we keep only its inference methods.
         BaseSegmentor.__init__(
             self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.clip = MODELS.build({'type': 'DenseCLIPEncoder', **clip})
+        self.clip = build_backend(clip)
         self.bg_idx = bg_idx
         self.register_buffer(
             'query_class', torch.zeros(0, dtype=torch.long), persistent=False)

@@ -29,8 +29,9 @@ from mmengine.logging import print_log
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from .clip_encoder import AxisFit, DenseCLIPEncoder, fit_axis
-from .hub import hub_offline, hub_reachable
+from ..clip_encoder import AxisFit, CLIPTower, fit_axis
+from ..hub import hub_offline, hub_reachable
+from ..registry import BACKENDS
 
 # the official constants (VisionTransformer.forward)
 TAU = 4.0  # temperature of the DINO correlation
@@ -49,7 +50,7 @@ TINY_DINO = 'ov-eva-tiny-dino'  # random 2-block ViT/8 for tests
 # averages blocks 5-9 of 12; ov-eva-tiny's 2 blocks are too few)
 TINY_CLIP_12 = 'ov-eva-tiny12'
 open_clip.add_model_config(
-    Path(__file__).parent / 'model_configs' / f'{TINY_CLIP_12}.json')
+    Path(__file__).parents[1] / 'model_configs' / f'{TINY_CLIP_12}.json')
 
 
 def num_spatial_layers(num_layers: int) -> int:
@@ -274,8 +275,9 @@ def dino_qk_features(dino, images: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
 # the backend
 
 
+@BACKENDS.register_module()
 @MODELS.register_module()
-class CorrCLIPEncoder(DenseCLIPEncoder):
+class CorrCLIPEncoder(CLIPTower):
     """CLIP dense features by CorrCLIP (see the module docstring).
 
     Args:
@@ -287,7 +289,7 @@ class CorrCLIPEncoder(DenseCLIPEncoder):
             ``dict(type='files', root=...)`` for pre-generated ``.npz``
             masks, or SAM2 / SAM automatic masks.
         correction: apply the map correction after the decision.
-        Other arguments: ``DenseCLIPEncoder``'s (``variant`` is unused).
+        Other arguments: the CLIP tower's (see ``CLIPTower``).
     """
 
     needs_region_masks = True
@@ -299,7 +301,6 @@ class CorrCLIPEncoder(DenseCLIPEncoder):
                  masks: Optional[dict] = None,
                  correction: bool = True,
                  **kwargs):
-        kwargs.setdefault('variant', 'vanilla')
         kwargs.setdefault('patch_fit', 'pad_centre')
         super().__init__(**kwargs)
         dino = dict(dino)
@@ -311,7 +312,7 @@ class CorrCLIPEncoder(DenseCLIPEncoder):
                 "pretrained='facebook/dino-vitb8') or a local folder")
         self.dino_cfg = dict(dict(pretrained=dino['name']), **dino)
         self._dino = None  # loaded on first use, never in checkpoints
-        from .masks import build_mask_source
+        from ..masks import build_mask_source
         self.mask_source = build_mask_source(masks)
         self.correction = correction
 
