@@ -234,3 +234,69 @@ def test_corrclip_class_files_keep_semicolon_synonyms():
     assert voc[1] == ['aeroplane']
     shipped = (REPO / 'projects/ov_eva/class_names/corrclip/voc21.txt')
     assert len(voc[0]) == shipped.read_text().splitlines()[0].count('; ') + 1
+
+
+def test_box_nms_is_greedy_suppression():
+    from ov_eva.masks import box_nms
+    gen = torch.Generator().manual_seed(5)
+    corner = torch.rand(40, 2, generator=gen) * 12
+    boxes = torch.cat(
+        [corner, corner + 20 + torch.rand(40, 2, generator=gen) * 10], dim=1)
+    scores = torch.rand(40, generator=gen)
+
+    def iou(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+        return w * h / (area(a) + area(b) - w * h)
+
+    want = []
+    for i in sorted(range(40), key=lambda i: -float(scores[i])):
+        if all(iou(boxes[i].tolist(), boxes[j].tolist()) <= 0.7 for j in want):
+            want.append(i)
+    assert box_nms(boxes, scores, 0.7) == want
+    assert len(want) < 40
+
+
+def test_sam2_masks_through_the_runner_are_cached(tmp_path):
+    """The VOC21 CorrCLIP config with masks from a tiny random SAM2
+    (transformers' Sam2Model, built from a config dict) through
+    tools/test.py: the masks are generated once, cached by model, settings
+    and image content, and read back by the next run."""
+    data = shared_data('VOCdevkit/VOC2012')
+    cache = tmp_path / 'cache'
+    options = [
+        *TINY_CORR,
+        'model.clip.masks.type=sam2',
+        'model.clip.masks.name=ov-eva-tiny-sam2',
+        'model.clip.masks.pretrained=None',
+        f'model.clip.masks.cache_dir={cache}',
+        'model.clip.masks.pred_iou_thresh=-1e9',  # random SAM2: keep masks
+        'model.clip.masks.stability_score_thresh=-1e9',
+        f'test_dataloader.dataset.data_root={data}',
+        'test_dataloader.dataset.indices=1'
+    ]
+    config = REPO / 'configs/baselines/corrclip_vitb16_voc21.py'
+    first = run_cli('tools/test.py', config, '--work-dir', tmp_path / 'w1',
+                    '--cfg-options', *options)
+    (cached, ) = (cache / 'masks').glob('*.npz')
+    mask = np.load(cached)['instance_mask']
+    assert mask.shape == (513, 513) and mask.max() >= 1
+    stamp = cached.stat().st_mtime_ns
+    second = run_cli('tools/test.py', config, '--work-dir', tmp_path / 'w2',
+                     '--cfg-options', *options)
+    assert cached.stat().st_mtime_ns == stamp  # read, not generated again
+    assert 'mask model' in first.stdout + first.stderr
+    assert 'mask model' not in second.stdout + second.stderr
+
+
+def test_offline_sam2_without_weights_fails_fast(monkeypatch, tmp_path):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setenv('HF_HOME', str(tmp_path))
+    source = build_mask_source(dict(type='sam2', cache_dir=False))
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError) as error:
+        source.load()
+    assert time.monotonic() - start < 10
+    assert 'facebook/sam2-hiera-large' in str(error.value)
+    assert 'local folder' in str(error.value)
