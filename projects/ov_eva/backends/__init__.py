@@ -12,5 +12,6 @@ whichever it is, and the CLIP weights keep their ``clip.model.*`` keys.
 """
 from ..registry import BACKENDS, build_backend
 from .clip_variants import DenseCLIPEncoder
+from .proxyclip import ProxyCLIPEncoder
 
-__all__ = ['BACKENDS', 'build_backend', 'DenseCLIPEncoder']
+__all__ = ['BACKENDS', 'build_backend', 'DenseCLIPEncoder', 'ProxyCLIPEncoder']
