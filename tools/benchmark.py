@@ -18,6 +18,15 @@ on GPU.
 Timing runs the two models in turn on each image, ``--rounds`` times, and
 keeps each image's fastest round. The last line is
 ``ratio ov-eva/baseline: X.XX``.
+
+``--bases CONFIG ...`` instead puts dense-feature bases side by side (their
+baseline configs, random weights, in turn on each image as above): per
+stage (CLIP tower up to its last block, the last block or ProxyCLIP's
+proxy attention, the VFM tower, text, post-processing) time and each
+base's peak memory, then ``ratio <base>/<first base>: X.XX`` per base::
+
+    python tools/benchmark.py --bases configs/baselines/naclip_vitb16_ade.py \
+        configs/baselines/proxyclip_vitb16_ade.py --vfm /path/dino-vitb8
 """
 import argparse
 import time
@@ -222,6 +231,62 @@ def report(name, seconds, flops, rates, count, peak):
         print(line)
 
 
+def build_base(path, options, vfm, device):
+    """A base's baseline config with random weights, its stages timed."""
+    cfg = Config.fromfile(path)
+    cfg.model.clip.pretrained = None  # random weights: timing only
+    if 'vfm' in cfg.model.clip:
+        cfg.model.clip.vfm.pretrained = None
+        if vfm:
+            cfg.model.clip.vfm.name = vfm
+    cfg.merge_from_dict(options)
+    set_random_seed(0)
+    model = init_model(cfg, device=device)
+    timer = StageTimer()
+    clip = model.clip
+    timer.wrap(clip, '_tokens', 'CLIP tower (to the last block)')
+    if hasattr(clip, 'vfm_forward'):
+        timer.wrap(clip, 'vfm_forward', 'VFM tower')
+        timer.wrap(clip, '_proxy_block', 'proxy attention (last block)')
+    else:
+        timer.wrap(clip, '_last_block', 'last block')
+    timer.wrap(model.text_bank, 'embed', 'text encoding')
+    timer.wrap(model, 'postprocess_result', 'post-processing')
+    return model, timer
+
+
+def compare_bases(args, images, device):
+    """Bases side by side: each image through every base in turn (order
+    rotated every round), each image's fastest round kept."""
+    names = [Path(p).stem for p in args.bases]
+    models = [
+        build_base(p, args.cfg_options, args.vfm, device) for p in args.bases
+    ]
+    for model, _ in models:
+        model.query_embeddings()  # class text once, before timing
+    peaks = []
+    for model, timer in models:  # peak memory of each over all images
+        with PeakMemory(device) as peak:
+            run(model, timer, images)
+        peaks.append(peak.gib)
+    reuse_freed_memory()
+    times = [defaultdict(list) for _ in models]
+    for round_ in range(args.rounds):
+        order = list(range(len(models)))
+        order = order[round_ % len(order):] + order[:round_ % len(order)]
+        for index, image in enumerate(images):
+            for which in order:
+                times[which][index].append(run_one(*models[which], image))
+    seconds = [fastest(t) for t in times]
+    print(f'each image\'s fastest of {args.rounds} rounds, the bases in '
+          'turn:')
+    for name, value, peak in zip(names, seconds, peaks):
+        report(name, value, {}, {}, len(images), peak)
+    for name, value in zip(names, seconds):
+        print(f'ratio {name}/{names[0]}: '
+              f'{value["total"] / seconds[0]["total"]:.2f}')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
@@ -231,7 +296,32 @@ def main():
     parser.add_argument('--device', default=None)
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, default={})
+    parser.add_argument(
+        '--bases',
+        nargs='+',
+        metavar='CONFIG',
+        help='baseline configs of dense-feature bases to put side by side '
+        '(the first is the reference of the ratios)')
+    parser.add_argument(
+        '--vfm',
+        default=None,
+        help='with --bases: the VFM (model.clip.vfm.name: hub id, local '
+        'folder or ov-eva-tiny-dino) of the bases that have one')
     args = parser.parse_args()
+    if args.bases:
+        device = args.device or ('cuda'
+                                 if torch.cuda.is_available() else 'cpu')
+        files = sorted(SAMPLES.glob('*.jpg'))
+        rng = np.random.default_rng(0)
+        images = [
+            str(files[i % len(files)]) if files else rng.integers(
+                0, 255, (512, 683, 3), dtype=np.uint8)
+            for i in range(args.images)
+        ]
+        print(f'{args.images} images, random weights, device '
+              f'{device}, {torch.get_num_threads()} threads; bases: '
+              f'{", ".join(args.bases)}')
+        return compare_bases(args, images, device)
     cfg = Config.fromfile(args.config)
     cfg.model.clip.pretrained = None  # random weights: timing only
     cfg.merge_from_dict(args.cfg_options)

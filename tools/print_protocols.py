@@ -17,6 +17,7 @@ NAMES = dict(
     sclip='SCLIP',
     clearclip='ClearCLIP',
     naclip='NACLIP',
+    proxyclip='ProxyCLIP',
     corrclip='CorrCLIP')
 COLUMNS = ('method', 'dataset', 'short side', 'windows', 'logit scale',
            'prob_thd', 'area_thd', 'PAMR', 'class file', 'patch fit',
@@ -46,7 +47,9 @@ def rows(protocol) -> list:
                 '-' if not pamr or not pamr['num_iter'] else
                 f"{pamr['num_iter']} x {tuple(pamr['dilations'])}",
                 f"`{model['classes']['file']}`",
-                model['clip']['patch_fit'],
+                model['clip']['patch_fit'] +
+                (f" to {model['clip']['pad_multiple']} px"
+                 if 'pad_multiple' in model['clip'] else ''),
                 '-' if row['published'] is None else f"{row['published']:g}",
                 f"[cfg]({row['source']})",
             ])

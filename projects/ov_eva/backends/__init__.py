@@ -16,5 +16,9 @@ whichever it is, and the CLIP weights keep their ``clip.model.*`` keys.
 from ..registry import BACKENDS, build_backend
 from .clip_variants import DenseCLIPEncoder
 from .corrclip import CorrCLIPEncoder
+from .proxyclip import ProxyCLIPEncoder
 
-__all__ = ['BACKENDS', 'build_backend', 'DenseCLIPEncoder', 'CorrCLIPEncoder']
+__all__ = [
+    'BACKENDS', 'build_backend', 'DenseCLIPEncoder', 'ProxyCLIPEncoder',
+    'CorrCLIPEncoder'
+]
