@@ -27,6 +27,11 @@ base's peak memory, then ``ratio <base>/<first base>: X.XX`` per base::
 
     python tools/benchmark.py --bases configs/baselines/naclip_vitb16_ade.py \
         configs/baselines/proxyclip_vitb16_ade.py --vfm /path/dino-vitb8
+
+CorrCLIP's stages are the VFM tower, the correlation (mask merging and
+scope), the CLIP tower with its three branches, and mask generation
+(``--masks``: a SAM2 run on every image, or a folder of pre-generated
+masks), each with its share of the image's time.
 """
 import argparse
 import time
@@ -231,24 +236,35 @@ def report(name, seconds, flops, rates, count, peak):
         print(line)
 
 
-def build_base(path, options, vfm, device):
+def build_base(path, options, vfm, device, masks=None):
     """A base's baseline config with random weights, its stages timed."""
     cfg = Config.fromfile(path)
     cfg.model.clip.pretrained = None  # random weights: timing only
-    if 'vfm' in cfg.model.clip:
-        cfg.model.clip.vfm.pretrained = None
-        if vfm:
-            cfg.model.clip.vfm.name = vfm
+    for key in ('vfm', 'dino'):  # ProxyCLIP's VFM, CorrCLIP's DINO
+        if key in cfg.model.clip:
+            cfg.model.clip[key].pretrained = None
+            if vfm:
+                cfg.model.clip[key].name = vfm
+    if 'masks' in cfg.model.clip and masks:
+        # region masks: a folder of .npz, or a SAM2 generating them every
+        # time (no cache) so that their cost is measured
+        cfg.model.clip.masks = dict(
+            type='files', root=masks) if Path(masks).is_dir() else dict(
+                type='sam2', name=masks, pretrained=None, cache_dir=False)
     cfg.merge_from_dict(options)
     set_random_seed(0)
     model = init_model(cfg, device=device)
     timer = StageTimer()
     clip = model.clip
-    timer.wrap(clip, '_tokens', 'CLIP tower (to the last block)')
-    if hasattr(clip, 'vfm_forward'):
+    if hasattr(clip, 'timed_stages'):  # e.g. CorrCLIP
+        for owner, attribute, stage in clip.timed_stages():
+            timer.wrap(owner, attribute, stage)
+    elif hasattr(clip, 'vfm_forward'):
+        timer.wrap(clip, '_tokens', 'CLIP tower (to the last block)')
         timer.wrap(clip, 'vfm_forward', 'VFM tower')
         timer.wrap(clip, '_proxy_block', 'proxy attention (last block)')
     else:
+        timer.wrap(clip, '_tokens', 'CLIP tower (to the last block)')
         timer.wrap(clip, '_last_block', 'last block')
     timer.wrap(model.text_bank, 'embed', 'text encoding')
     timer.wrap(model, 'postprocess_result', 'post-processing')
@@ -260,7 +276,8 @@ def compare_bases(args, images, device):
     rotated every round), each image's fastest round kept."""
     names = [Path(p).stem for p in args.bases]
     models = [
-        build_base(p, args.cfg_options, args.vfm, device) for p in args.bases
+        build_base(p, args.cfg_options, args.vfm, device, args.masks)
+        for p in args.bases
     ]
     for model, _ in models:
         model.query_embeddings()  # class text once, before timing
@@ -307,6 +324,12 @@ def main():
         default=None,
         help='with --bases: the VFM (model.clip.vfm.name: hub id, local '
         'folder or ov-eva-tiny-dino) of the bases that have one')
+    parser.add_argument(
+        '--masks',
+        default=None,
+        help='with --bases: the region masks of the bases that take them '
+        '(CorrCLIP): a folder of <image stem>.npz, or a SAM2 (hub id, local '
+        'folder or ov-eva-tiny-sam2) generating them for every image')
     args = parser.parse_args()
     if args.bases:
         device = args.device or ('cuda'

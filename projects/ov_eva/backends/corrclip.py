@@ -341,6 +341,18 @@ class CorrCLIPEncoder(CLIPTower):
                 "pre-generated .npz masks or dict(type='sam2', ...)")
         return [self.mask_source.get(meta) for meta in metas]
 
+    def timed_stages(self) -> list:
+        """(owner, attribute, stage) of the callables ``tools/benchmark.py
+        --bases`` times, none inside another: the VFM tower, the
+        correlation (mask merging and scope), the CLIP tower with its three
+        branches, and mask generation (before the features)."""
+        stages = [(self, '_vfm', 'VFM tower'),
+                  (self, '_correlation', 'correlation'),
+                  (self, '_branches', 'CLIP tower (three branches)')]
+        if self.mask_source is not None:
+            stages.append((self.mask_source, 'get', 'mask generation'))
+        return stages
+
     def correct(self, pred: Tensor, masks: Tensor) -> Tensor:
         return map_correction(pred, masks) if self.correction else pred
 
@@ -365,27 +377,38 @@ class CorrCLIPEncoder(CLIPTower):
             IMAGENET_MEAN, device=images.device)[:, None, None]
         in_std = torch.tensor(
             IMAGENET_STD, device=images.device)[:, None, None]
-        dino = self.dino.to(images.device)
         dino_images = (images.float() * std + mean - in_mean) / in_std
-        dino_feats, grid = dino_qk_features(dino, dino_images)
+        dino_feats, grid = self._vfm(dino_images)
         visual = self.image_tower(None)
-        out = [
-            self._corr_features(visual, images[i:i + 1], dino_feats[i], grid,
-                                masks[i:i + 1]) for i in range(len(images))
-        ]
+        out = []
+        for i in range(len(images)):  # the semantic branch: one window each
+            merged, attn_weights = self._correlation(dino_feats[i], grid,
+                                                     masks[i:i + 1])
+            out.append(
+                self._branches(visual, images[i:i + 1], merged, attn_weights,
+                               grid))
         x = F.normalize(torch.stack(out).float(), dim=-1)
         return x.transpose(1, 2).reshape(len(images), -1, *grid)
 
-    def _corr_features(self, visual, image: Tensor, dino_feats: Tensor,
-                       grid: Tuple[int, int], masks: Tensor) -> Tensor:
-        """One window: (n, D) CorrCLIP features at DINO's grid."""
-        # correlation (on DINO's grid)
+    def _vfm(self, images: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
+        return dino_qk_features(self.dino.to(images.device), images)
+
+    @staticmethod
+    def _correlation(dino_feats: Tensor, grid: Tuple[int, int],
+                     masks: Tensor) -> Tuple[Tensor, Tensor]:
+        """One window's merged region labels on DINO's grid and its
+        scope-constrained correlation (N, N)."""
         similarity = dino_feats @ dino_feats.T
         masks = F.interpolate(
             masks.float(), size=grid, mode='nearest').int()[0, 0]
         masks = merge_regions(masks, dino_feats.reshape(*grid, -1))
-        attn_weights = scope_attention(similarity, masks)
+        return masks, scope_attention(similarity, masks)
 
+    def _branches(self, visual, image: Tensor, masks: Tensor,
+                  attn_weights: Tensor, grid: Tuple[int, int]) -> Tensor:
+        """One window's (n, D) features at DINO's grid: CLIP with the
+        region tokens, the main and spatial branches mixed by
+        ``attn_weights``, and the semantic branch."""
         # CLIP tokens
         x = visual.conv1(image.to(visual.conv1.weight.dtype))
         tokens = tuple(x.shape[-2:])
