@@ -140,19 +140,6 @@ def test_map_correction_is_the_mode_per_region():
         torch.tensor([[1, 2, 2, 2]]))  # the first region stays as is
 
 
-def test_dino_position_embedding_rule():
-    pos = torch.randn(1, 1 + 28 * 28, 8)
-    assert corrclip.dino_position_embedding(pos, (28, 28)) is pos
-    out = corrclip.dino_position_embedding(pos, (42, 35))
-    assert out.shape == (1, 1 + 42 * 35, 8)
-    patch = pos[:, 1:].reshape(1, 28, 28, 8).permute(0, 3, 1, 2)
-    want = F.interpolate(
-        patch, scale_factor=(42.1 / 28, 35.1 / 28),
-        mode='bicubic').permute(0, 2, 3, 1).reshape(1, -1, 8)
-    assert torch.equal(out[:, 1:], want) and torch.equal(
-        out[:, :1], pos[:, :1])
-
-
 def test_num_spatial_layers():
     assert [corrclip.num_spatial_layers(n)
             for n in (12, 24, 32, 6)] == [5, 12, 28, 2]
@@ -218,9 +205,16 @@ def test_file_masks_errors(tmp_path):
 def test_offline_dino_without_weights_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     monkeypatch.setenv('HF_HOME', str(tmp_path))
+    from mmseg.registry import MODELS
     start = time.monotonic()
     with pytest.raises(FileNotFoundError) as error:
-        corrclip.load_dino('facebook/dino-vitb8', 'facebook/dino-vitb8')
+        MODELS.build(
+            dict(
+                type='CorrCLIPEncoder',
+                name='ov-eva-tiny12',
+                dino=dict(
+                    name='facebook/dino-vitb8',
+                    pretrained='facebook/dino-vitb8')))
     assert time.monotonic() - start < 10
     assert 'facebook/dino-vitb8' in str(error.value)
     assert 'local folder' in str(error.value)
@@ -300,3 +294,51 @@ def test_offline_sam2_without_weights_fails_fast(monkeypatch, tmp_path):
     assert time.monotonic() - start < 10
     assert 'facebook/sam2-hiera-large' in str(error.value)
     assert 'local folder' in str(error.value)
+
+
+def test_oveva_on_corrclip_through_mim(tmp_path):
+    """export_checkpoint + mim test of OV-EVA on CorrCLIP (lexicon
+    vocabulary) on a real VOC sample, tiny CLIP and DINO, masks from files:
+    the checkpoint brings the DINO weights (clip.dino.*)."""
+    import json
+    config = 'configs/oveva_corrclip_vitb16_voc20.py'
+    data = shared_data('VOCdevkit/VOC2012')
+    masks = tmp_path / 'masks'
+    write_masks(masks, data, 'JPEGImages', 'SegmentationClass')
+    ckpt = tmp_path / 'corr.pth'
+    options = [*TINY_CORR, f'model.clip.masks.root={masks}']
+    run_cli('tools/export_checkpoint.py', config, ckpt, '--cfg-options',
+            *options)
+    state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    assert any(k.startswith('clip.dino.') for k in state['state_dict'])
+    run_cli('mim', 'test', 'mmseg', config, '--checkpoint', ckpt, '--work-dir',
+            tmp_path / 'mim', '--cfg-options', *options,
+            f'test_dataloader.dataset.data_root={data}',
+            'test_dataloader.dataset.indices=1')
+    result = json.loads(next((tmp_path / 'mim').glob('*/*.json')).read_text())
+    assert 0 <= result['mIoU'] <= 100 and 0 < result['aAcc'] <= 100
+
+
+def test_checkpoints_bring_the_dino():
+    from mmseg.registry import MODELS
+    cfg = dict(
+        type='CorrCLIPEncoder',
+        name='ov-eva-tiny12',
+        pretrained=None,
+        autocast='fp32')
+    encoder = MODELS.build(
+        dict(cfg, dino=dict(name='ov-eva-tiny-dino', pretrained=None)))
+    state = encoder.state_dict()
+    assert any(k.startswith('dino.embeddings.') for k in state)
+    later = MODELS.build(
+        dict(
+            cfg, dino=dict(name='ov-eva-tiny-dino',
+                           pretrained='/nonexistent')))
+    assert not later.dino_loaded
+    later.load_state_dict(state)
+    assert later.dino_loaded  # never reads /nonexistent
+    image = torch.randn(1, 3, 112, 112)
+    masks = torch.zeros(1, 1, 112, 112, dtype=torch.int32)
+    masks[..., :50, :] = 4
+    with torch.no_grad():
+        torch.testing.assert_close(later(image, masks), encoder(image, masks))

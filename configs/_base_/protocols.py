@@ -97,8 +97,12 @@ __methods = dict(
             name='ViT-B-16-quickgelu',
             pretrained='metaclip_fullcc',
             patch_fit='pad_centre',
+            pad_multiple=56,
+            # DINO's layer-norm eps (its hub config says 1e-12)
             dino=dict(
-                name='facebook/dino-vitb8', pretrained='facebook/dino-vitb8')),
+                name='facebook/dino-vitb8',
+                pretrained='facebook/dino-vitb8',
+                layer_norm_eps=1e-6)),
         window=(336, 112),
         logit_scale=40,
         pamr=dict(num_iter=0, dilations=(8, 16)),

@@ -43,8 +43,9 @@ class OVEVASegmentor(EncoderDecoder):
     Args:
         clip: config of the dense-feature backend (``ov_eva.backends``):
             ``type`` (default ``'DenseCLIPEncoder'``, the CLIP last-block
-            variants; ``'ProxyCLIPEncoder'``) and its keys: ``name``,
-            ``pretrained``, ``variant``, ...
+            variants; ``'ProxyCLIPEncoder'``; ``'CorrCLIPEncoder'``, which
+            takes region masks, see ``_input_masks``) and its keys:
+            ``name``, ``pretrained``, ``variant``, ...
         classes: class file path, shipped class-file name (``'ade20k'``),
             a list of classes, each ``'name, synonym, ...'``, or None: the
             test dataset's classes (``DatasetClassesHook``).

@@ -18,7 +18,6 @@ default of https://github.com/zdk258/CorrCLIP/tree/103bc18/CorrCLIPv1
 (``open_clip/transformer.py``, ``VisionTransformer.forward``, and
 ``corrclip_segmentor.py``).
 """
-import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -29,9 +28,9 @@ from mmengine.logging import print_log
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ..clip_encoder import AxisFit, CLIPTower, fit_axis
-from ..hub import hub_offline, hub_reachable
+from ..clip_encoder import AxisFit, CLIPTower, autocast_dtype, fit_axis
 from ..registry import BACKENDS
+from .vfm import build_vfm, hub_pos_embedding, load_vfm_weights, vfm_config
 
 # the official constants (VisionTransformer.forward)
 TAU = 4.0  # temperature of the DINO correlation
@@ -45,7 +44,10 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TINY_DINO = 'ov-eva-tiny-dino'  # random 2-block ViT/8 for tests
+DEFAULT_DINO = dict(
+    name='facebook/dino-vitb8',
+    pretrained='facebook/dino-vitb8',
+    layer_norm_eps=1e-6)  # DINO's own (the hub config says 1e-12)
 # a tiny random CLIP with 12 blocks, as many as ViT-B (the spatial branch
 # averages blocks 5-9 of 12; ov-eva-tiny's 2 blocks are too few)
 TINY_CLIP_12 = 'ov-eva-tiny12'
@@ -180,72 +182,7 @@ def map_correction(pred: Tensor, masks: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------
-# DINO through transformers
-
-
-def dino_config(name: str):
-    """The ``transformers`` config of the tiny random DINO for tests."""
-    from transformers import ViTConfig
-    if name != TINY_DINO:
-        raise ValueError(name)
-    return ViTConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=256,
-        patch_size=8,
-        image_size=224,
-        qkv_bias=True,
-        layer_norm_eps=1e-6,  # DINO's
-        hidden_act='gelu')
-
-
-def load_dino(name: str, pretrained: Optional[str]):
-    """A frozen DINO ViT as a ``transformers`` model: ``name`` a hub id
-    (``facebook/dino-vitb8``) or ``ov-eva-tiny-dino`` (random, tests);
-    ``pretrained`` the hub id or a local folder (default: ``name``), None
-    for random weights. Offline without the weights cached, a
-    FileNotFoundError within seconds that says what to do."""
-    from transformers import AutoConfig, AutoModel
-    if name == TINY_DINO or pretrained is None:
-        config = dino_config(name) if name == TINY_DINO \
-            else AutoConfig.from_pretrained(name)
-        print_log(f'DINO {name!r} has random weights', logger='current')
-        return AutoModel.from_config(config, add_pooling_layer=False).eval()
-    source = os.path.expanduser(pretrained)
-    if not os.path.isdir(source):
-        try:
-            from huggingface_hub import snapshot_download
-            source = snapshot_download(pretrained, local_files_only=True)
-        except Exception:  # not cached: fetch it only if the hub is there
-            if hub_offline() or not hub_reachable():
-                raise FileNotFoundError(
-                    f'DINO weights {pretrained!r} (model.clip.dino) are not '
-                    'in the local cache and the hub is unreachable (or '
-                    'HF_HUB_OFFLINE=1). Fetch them once where there is '
-                    "network (huggingface-cli download facebook/dino-vitb8)"
-                    ' and copy ~/.cache/huggingface, or set '
-                    'model.clip.dino.pretrained to a local folder with its '
-                    'config.json and weights.') from None
-            source = pretrained
-    model = AutoModel.from_pretrained(source, add_pooling_layer=False)
-    return model.eval()
-
-
-def dino_position_embedding(pos: Tensor, grid: Tuple[int, int]) -> Tensor:
-    """DINO's ``interpolate_pos_encoding``: the (1, 1 + n, C) embedding of
-    its native square grid, bicubic by ``(g + 0.1) / g0`` to ``grid``
-    (unchanged for the native grid)."""
-    native = int(round((pos.shape[1] - 1)**0.5))
-    if grid[0] * grid[1] == native * native and grid[0] == grid[1]:
-        return pos
-    patch = pos[:, 1:].reshape(1, native, native, -1).permute(0, 3, 1, 2)
-    patch = F.interpolate(
-        patch,
-        scale_factor=tuple((g + 0.1) / native for g in grid),
-        mode='bicubic')
-    patch = patch.permute(0, 2, 3, 1).reshape(1, -1, pos.shape[-1])
-    return torch.cat([pos[:, :1], patch], dim=1)
+# DINO through transformers (the VFM loader of ``vfm.py``)
 
 
 def dino_qk_features(dino, images: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
@@ -256,7 +193,7 @@ def dino_qk_features(dino, images: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
     patch = dino.config.patch_size
     grid = (images.shape[-2] // patch, images.shape[-1] // patch)
     x = torch.cat([emb.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-    x = x + dino_position_embedding(emb.position_embeddings, grid).to(x)
+    x = x + hub_pos_embedding(emb.position_embeddings, grid, 'vit').to(x)
     layers = dino.layers if hasattr(dino, 'layers') else dino.encoder.layer
     for layer in layers[:-1]:
         x = layer(x)
@@ -282,54 +219,83 @@ class CorrCLIPEncoder(CLIPTower):
 
     Args:
         dino: the frozen DINO, ``dict(name=..., pretrained=...)`` like
-            ``model.clip``: a ``transformers`` hub id or local folder
-            (official: DINO ViT-B/8, ``facebook/dino-vitb8``), or
-            ``'ov-eva-tiny-dino'`` (random, tests).
+            ``model.clip`` (and config overrides such as ``layer_norm_eps``),
+            loaded as ProxyCLIP's VFM (``vfm.py``): a ``transformers`` hub
+            id or local folder (official: DINO ViT-B/8,
+            ``facebook/dino-vitb8``), or ``'ov-eva-tiny-dino'`` (random,
+            tests); ``pretrained=None``: random weights.
         masks: the source of per-image region masks (``build_mask_source``):
             ``dict(type='files', root=...)`` for pre-generated ``.npz``
             masks, or SAM2 / SAM automatic masks.
         correction: apply the map correction after the decision.
+        pad_multiple: windows are padded with zeros around the centre to
+            whole multiples of it (official: 56 pixels; masks padded with
+            label 10000).
         Other arguments: the CLIP tower's (see ``CLIPTower``).
     """
 
     needs_region_masks = True
 
     def __init__(self,
-                 dino: dict = dict(
-                     name='facebook/dino-vitb8',
-                     pretrained='facebook/dino-vitb8'),
+                 dino: Optional[dict] = None,
                  masks: Optional[dict] = None,
                  correction: bool = True,
+                 pad_multiple: int = PAD_MULTIPLE,
                  **kwargs):
         kwargs.setdefault('patch_fit', 'pad_centre')
         super().__init__(**kwargs)
-        dino = dict(dino)
-        unknown = set(dino) - {'name', 'pretrained'}
-        if 'name' not in dino or unknown:
+        if not isinstance(pad_multiple, int) or pad_multiple < 1:
+            raise ValueError(f'model.clip.pad_multiple={pad_multiple!r}: '
+                             'give a positive whole number of pixels')
+        self.pad_multiple = pad_multiple
+        dino = DEFAULT_DINO if dino is None else dino
+        if not isinstance(dino, dict) or 'name' not in dino:
             raise ValueError(
                 f'model.clip.dino={dino!r}: give dict(name=..., '
                 "pretrained=...), e.g. dict(name='facebook/dino-vitb8', "
                 "pretrained='facebook/dino-vitb8') or a local folder")
-        self.dino_cfg = dict(dict(pretrained=dino['name']), **dino)
-        self._dino = None  # loaded on first use, never in checkpoints
+        dino = dict(dino)
+        self.dino_name = dino.pop('name')
+        self.dino_pretrained = dino.pop('pretrained', None)
+        self.dino = build_vfm(
+            vfm_config(self.dino_name, self.dino_pretrained, overrides=dino))
+        if self.dino.config.model_type != 'vit':
+            raise ValueError(
+                f'model.clip.dino {self.dino_name!r} is a '
+                f'{self.dino.config.model_type!r} model; CorrCLIP correlates '
+                "DINO's query and key: give a DINO ViT (ViTModel), e.g. "
+                'facebook/dino-vitb8')
+        self.dino_loaded = self.dino_pretrained is None
+        if self.dino_loaded:
+            print_log(
+                f'DINO {self.dino_name!r} has random weights '
+                '(clip.dino.pretrained=None)',
+                logger='current')
         from ..masks import build_mask_source
         self.mask_source = build_mask_source(masks)
         self.correction = correction
 
-    @property
-    def dino(self):
-        if self._dino is None:
-            self._dino = load_dino(self.dino_cfg['name'],
-                                   self.dino_cfg['pretrained'])
-            for p in self._dino.parameters():
-                p.requires_grad_(False)
-        return self._dino
+    def load_pretrained(self) -> None:
+        super().load_pretrained()
+        if self.dino_loaded:
+            return
+        source = load_vfm_weights(self.dino, self.dino_pretrained)
+        self.dino.eval()
+        self.dino_loaded = True
+        print_log(
+            f'DINO {self.dino_name!r} weights loaded from {source}',
+            logger='current')
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if any(key.startswith(prefix + 'dino.') for key in state_dict):
+            self.dino_loaded = True  # a checkpoint brought them
 
     def fit(self, height: int, width: int) -> Tuple[AxisFit, AxisFit]:
-        """Windows are padded centred to multiples of 56 pixels and the
+        """Windows are padded centred to multiples of ``pad_multiple`` and the
         logits come at DINO's grid of the padded window."""
-        return (fit_axis(height, PAD_MULTIPLE, 'pad_centre'),
-                fit_axis(width, PAD_MULTIPLE, 'pad_centre'))
+        return (fit_axis(height, self.pad_multiple, 'pad_centre'),
+                fit_axis(width, self.pad_multiple, 'pad_centre'))
 
     def region_masks(self, metas: Sequence[dict]) -> List[Tensor]:
         """(H, W) integer region labels of each image at its original
@@ -379,7 +345,10 @@ class CorrCLIPEncoder(CLIPTower):
             IMAGENET_STD, device=images.device)[:, None, None]
         dino_images = (images.float() * std + mean - in_mean) / in_std
         dino_feats, grid = self._vfm(dino_images)
-        visual = self.image_tower(None)
+        # the CLIP branches in the tower's precision (``autocast``); DINO,
+        # the correlation and the masks in float32
+        visual = self.image_tower(autocast_dtype(self.autocast,
+                                                 images.device))
         out = []
         for i in range(len(images)):  # the semantic branch: one window each
             merged, attn_weights = self._correlation(dino_feats[i], grid,
@@ -391,7 +360,7 @@ class CorrCLIPEncoder(CLIPTower):
         return x.transpose(1, 2).reshape(len(images), -1, *grid)
 
     def _vfm(self, images: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
-        return dino_qk_features(self.dino.to(images.device), images)
+        return dino_qk_features(self.dino, images)
 
     @staticmethod
     def _correlation(dino_feats: Tensor, grid: Tuple[int, int],
