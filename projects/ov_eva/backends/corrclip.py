@@ -347,8 +347,7 @@ class CorrCLIPEncoder(CLIPTower):
         dino_feats, grid = self._vfm(dino_images)
         # the CLIP branches in the tower's precision (``autocast``); DINO,
         # the correlation and the masks in float32
-        visual = self.image_tower(autocast_dtype(self.autocast,
-                                                 images.device))
+        visual = self.image_tower(autocast_dtype(self.autocast, images.device))
         out = []
         for i in range(len(images)):  # the semantic branch: one window each
             merged, attn_weights = self._correlation(dino_feats[i], grid,
