@@ -342,3 +342,112 @@ def test_checkpoints_bring_the_dino():
     masks[..., :50, :] = 4
     with torch.no_grad():
         torch.testing.assert_close(later(image, masks), encoder(image, masks))
+
+
+def official_forward(enc, image, dino_feats, grid, masks):
+    """CorrCLIPv1's VisionTransformer.forward for one window, written out
+    (its loops, boolean masks and nn.MultiheadAttention called directly)."""
+    visual = enc.model.visual
+    blocks = visual.transformer.resblocks
+
+    def block(blk, x, attn_mask):  # open_clip's residual block, bool mask
+        h = blk.ln_1(x)
+        x = x + blk.ls_1(
+            blk.attn(h, h, h, need_weights=False, attn_mask=attn_mask)[0])
+        return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+
+    x = visual.conv1(image)
+    tokens = tuple(x.shape[-2:])
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat([visual.class_embedding.expand(1, 1, -1), x], dim=1)
+    x = visual.ln_pre(x + enc.positional_embedding(tokens))
+    similarity = dino_feats @ dino_feats.T
+    masks = F.interpolate(masks.float(), size=grid, mode='nearest').int()[0, 0]
+    feats = dino_feats.reshape(*grid, -1)
+    values = torch.unique(masks)
+    if len(values) > 2:
+        regions = [v == masks for v in values]
+        means = F.normalize(
+            torch.stack([feats[r].mean(0) for r in regions]), dim=1)[1:]
+        sim = means @ means.T
+        cluster = closure_labels(sim.max() - sim, 0.2)
+        for idx, c in enumerate(cluster, start=1):
+            masks[regions[idx]] = int(c) + 10000
+    regions = [(v == masks).view(-1) for v in torch.unique(masks)]
+    allowed = torch.zeros_like(similarity).bool()
+    for r in regions[1:]:
+        allowed += torch.outer(r, r)
+    allowed += (regions[0][None] + regions[0][:, None]) * (
+        similarity > similarity.mean())
+    similarity[~allowed] = float('-inf')
+    attn = (similarity * 4).softmax(-1)
+    masks = F.interpolate(
+        masks.float()[None, None], size=tokens, mode='nearest').int()[0, 0]
+    regions = torch.stack([v == masks for v in torch.unique(masks)])
+    r = len(regions)
+    x = torch.cat([x[:, :1].repeat(1, r, 1), x], dim=1)
+    attn_mask = torch.zeros(x.shape[1], x.shape[1]).bool()
+    attn_mask[r:, r:] = True
+    attn_mask[:r, r] = True
+    attn_mask[:r, r + 1:] = regions.view(r, -1)
+    attn_mask = ~attn_mask
+    spatial = []
+    for idx, blk in enumerate(blocks[:-1]):
+        x = block(blk, x, attn_mask)
+        if 12 - 2 - 5 <= idx <= 12 - 3:
+            spatial.append(x[:, r:])
+    last = blocks[-1]
+    both = torch.cat([x[:, r:], torch.stack(spatial).mean(0)])
+    width = both.shape[-1]
+    v = F.linear(
+        last.ln_1(both), last.attn.in_proj_weight[2 * width:],
+        last.attn.in_proj_bias[2 * width:])[:, 1:]
+    v = v.transpose(1, 2).unflatten(2, tokens)
+    v = F.interpolate(v, size=grid, mode='bilinear', align_corners=False)
+    mixed = last.attn.out_proj(attn @ v.flatten(2).transpose(1, 2))
+    mct = block(last, x, attn_mask)[0, :r]
+    expand = F.interpolate(
+        regions[:, None].float(), size=grid, mode='nearest').flatten(1)
+    out = visual.ln_post(torch.cat([mixed, (expand.T @ mct)[None]]))
+    return (out[0] + out[1] + 0.5 * out[2]) @ visual.proj
+
+
+def test_corrclip_features_are_the_official_forward():
+    from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    enc = MODELS.build(
+        dict(
+            type='CorrCLIPEncoder',
+            name='ov-eva-tiny12',
+            pretrained=None,
+            autocast='fp32',
+            dino=dict(name='ov-eva-tiny-dino', pretrained=None)))
+    image = torch.randn(1, 3, 112, 168)  # whole multiples of 56: no padding
+    masks = torch.zeros(1, 1, 112, 168, dtype=torch.int32)
+    masks[..., :40, :60] = 7
+    masks[..., 60:, 20:] = 3
+    masks[..., 70:100, 100:150] = 12
+    masks[..., :30, 120:] = 5
+    with torch.no_grad():
+        got = enc(image, masks)
+        dino_images = (image * enc_std() + enc_mean()) / 1.0
+        feats, grid = corrclip.dino_qk_features(enc.dino, dino_images)
+        want = official_forward(enc, image, feats[0], grid, masks)
+    want = F.normalize(want, dim=-1).T.reshape(1, -1, *grid)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def enc_std():
+    """CLIP -> ImageNet normalisation: x * std_c + mean_c, then
+    (. - mean_in) / std_in, as a scale ..."""
+    clip_std = torch.tensor(corrclip.CLIP_STD)[:, None, None]
+    in_std = torch.tensor(corrclip.IMAGENET_STD)[:, None, None]
+    return clip_std / in_std
+
+
+def enc_mean():
+    """... and a shift."""
+    clip_mean = torch.tensor(corrclip.CLIP_MEAN)[:, None, None]
+    in_mean = torch.tensor(corrclip.IMAGENET_MEAN)[:, None, None]
+    in_std = torch.tensor(corrclip.IMAGENET_STD)[:, None, None]
+    return (clip_mean - in_mean) / in_std

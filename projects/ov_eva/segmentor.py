@@ -319,12 +319,14 @@ class OVEVASegmentor(EncoderDecoder):
             return None
         masks = self.clip.region_masks(batch_img_metas)
         self._region_masks = masks
-        guides = inputs.new_zeros((len(masks), 1, *inputs.shape[-2:]))
+        guides = torch.zeros((len(masks), 1, *inputs.shape[-2:]),
+                             dtype=torch.int32,
+                             device=inputs.device)
         for i, (mask, meta) in enumerate(zip(masks, batch_img_metas)):
             size = tuple(meta.get('img_shape', inputs.shape[-2:])[:2])
             mask = F.interpolate(
                 mask[None, None].float(), size=size, mode='nearest')
-            guides[i, :, :size[0], :size[1]] = mask[0].to(inputs.device)
+            guides[i, :, :size[0], :size[1]] = mask[0].int().to(inputs.device)
         return guides
 
     def _vocabulary_inference(self, inputs: Tensor,
