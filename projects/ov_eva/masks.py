@@ -58,7 +58,7 @@ class FileMasks:
     def path(self, img_path: str) -> Path:
         return self.root / f'{Path(img_path).stem}.npz'
 
-    def get(self, meta: dict) -> Tensor:
+    def get(self, meta: dict, device=None) -> Tensor:
         img_path = meta.get('img_path')
         if img_path is None:
             raise ValueError('region masks from files need the image path '
@@ -219,7 +219,9 @@ class SAMMasks:
             sort_keys=True)
         return hashlib.sha256(material.encode()).hexdigest()[:40]
 
-    def get(self, meta: dict) -> Tensor:
+    def get(self, meta: dict, device=None) -> Tensor:
+        """The image's label map, from the cache or generated on
+        ``device`` (where the segmentor runs; None: where SAM2 is)."""
         img_path = meta.get('img_path')
         if img_path is None:
             raise ValueError('SAM masks need the image path (img_path in '
@@ -234,7 +236,7 @@ class SAMMasks:
                                           str(path))
                 except (OSError, KeyError, ValueError):
                     pass  # torn or stale: generate again
-        mask = self.generate(img_path)
+        mask = self.generate(img_path, device)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp.npz')
@@ -248,10 +250,12 @@ class SAMMasks:
         return check_mask(mask, meta, img_path)
 
     @torch.no_grad()
-    def generate(self, img_path: str) -> np.ndarray:
+    def generate(self, img_path: str, device=None) -> np.ndarray:
         """The (H, W) int64 label map of one image file."""
         from PIL import Image
         model, processor = self.load()
+        if device is not None:
+            model.to(device)
         image = Image.open(img_path).convert('RGB')
         masks = self.masks(model, processor, image)
         label = np.zeros((image.height, image.width), dtype=np.int64)

@@ -305,7 +305,8 @@ class CorrCLIPEncoder(CLIPTower):
                 'CorrCLIP needs region masks: set model.clip.masks, e.g. '
                 "dict(type='files', root='data/region_masks/ade') for "
                 "pre-generated .npz masks or dict(type='sam2', ...)")
-        return [self.mask_source.get(meta) for meta in metas]
+        device = self.model.logit_scale.device
+        return [self.mask_source.get(meta, device) for meta in metas]
 
     def timed_stages(self) -> list:
         """(owner, attribute, stage) of the callables ``tools/benchmark.py
