@@ -187,8 +187,9 @@ def test_corrclip_runs_through_the_runner_with_map_correction(tmp_path):
 
 
 def test_file_masks_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match='not a folder'):
-        FileMasks(str(tmp_path / 'nowhere'))
+    nowhere = FileMasks(str(tmp_path / 'nowhere'))  # built: no image yet
+    with pytest.raises(FileNotFoundError, match='nowhere.* not a folder'):
+        nowhere.get(dict(img_path='/x/img_1.jpg', ori_shape=(4, 5)))
     source = build_mask_source(dict(type='files', root=str(tmp_path)))
     meta = dict(img_path='/x/img_1.jpg', ori_shape=(4, 5))
     with pytest.raises(FileNotFoundError, match='img_1.npz'):

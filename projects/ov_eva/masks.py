@@ -49,11 +49,9 @@ class FileMasks:
     height and width."""
 
     def __init__(self, root: str, key: str = 'instance_mask'):
+        # checked when the first image needs it: building the model (e.g.
+        # to export a checkpoint or fill the vocabulary cache) needs none
         self.root, self.key = Path(root).expanduser(), key
-        if not self.root.is_dir():
-            raise FileNotFoundError(
-                f'model.clip.masks.root={root!r} is not a folder; give the '
-                'folder of the pre-generated <image stem>.npz masks')
 
     def path(self, img_path: str) -> Path:
         return self.root / f'{Path(img_path).stem}.npz'
@@ -63,6 +61,12 @@ class FileMasks:
         if img_path is None:
             raise ValueError('region masks from files need the image path '
                              '(img_path in the sample metainfo)')
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f'model.clip.masks.root={str(self.root)!r} is not a folder; '
+                'give the folder of the pre-generated <image stem>.npz masks '
+                "(--cfg-options model.clip.masks.root=FOLDER), or SAM2's: "
+                'model.clip.masks.type=sam2')
         path = self.path(img_path)
         try:
             with np.load(path) as data:
