@@ -219,3 +219,35 @@ def test_oveva_on_proxyclip_through_mim(tmp_path):
             'test_dataloader.dataset.indices=1')
     result = json.loads(next((tmp_path / 'mim').glob('*/*.json')).read_text())
     assert 0 <= result['mIoU'] <= 100 and 0 < result['aAcc'] <= 100
+
+
+def test_vocabulary_sources_key_on_the_clip_tower_alone():
+    """A ProxyCLIP segmentor's lexicon keys its vocabulary cache by the CLIP
+    tower alone, as tools/build_vocabulary.py (which binds the CLIP tower
+    of any backend) does: precomputed vocabularies serve every base."""
+    import inspect
+
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from ov_eva.clip_encoder import CLIPTower
+    cfg = Config.fromfile('configs/oveva_proxyclip_vitb16_ade.py')
+    cfg.merge_from_dict({
+        'model.clip.name': 'ov-eva-tiny',
+        'model.clip.pretrained': None,
+        'model.clip.vfm.name': 'ov-eva-tiny-dino',
+        'model.clip.vfm.pretrained': None
+    })
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    segmentor = MODELS.build(cfg.model)
+    keys = inspect.signature(CLIPTower.__init__).parameters
+    torch.manual_seed(0)
+    tower = DenseCLIPEncoder(**{
+        k: v
+        for k, v in cfg.model.clip.items() if k in keys
+    })
+    assert segmentor.vocabulary.model_id == \
+        f'ov-eva-tiny:{tower.fingerprint()}'
+    assert segmentor.clip.fingerprint() == tower.fingerprint()
