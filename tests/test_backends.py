@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, TINY_VFM, run_cli, shared_data
+from conftest import REPO, TINY, TINY_VFM, run_cli, shared_data
 
 import ov_eva  # noqa: F401  (registers modules, installs compat)
 from ov_eva.backends import (BACKENDS, DenseCLIPEncoder, ProxyCLIPEncoder,
@@ -219,3 +219,72 @@ def test_oveva_on_proxyclip_through_mim(tmp_path):
             'test_dataloader.dataset.indices=1')
     result = json.loads(next((tmp_path / 'mim').glob('*/*.json')).read_text())
     assert 0 <= result['mIoU'] <= 100 and 0 < result['aAcc'] <= 100
+
+
+def test_vocabulary_sources_key_on_the_clip_tower_alone():
+    """A ProxyCLIP segmentor's lexicon keys its vocabulary cache by the CLIP
+    tower alone, as tools/build_vocabulary.py (which binds the CLIP tower
+    of any backend) does: precomputed vocabularies serve every base."""
+    import inspect
+
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from ov_eva.clip_encoder import CLIPTower
+    cfg = Config.fromfile('configs/oveva_proxyclip_vitb16_ade.py')
+    cfg.merge_from_dict({
+        'model.clip.name': 'ov-eva-tiny',
+        'model.clip.pretrained': None,
+        'model.clip.vfm.name': 'ov-eva-tiny-dino',
+        'model.clip.vfm.pretrained': None
+    })
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    segmentor = MODELS.build(cfg.model)
+    keys = inspect.signature(CLIPTower.__init__).parameters
+    torch.manual_seed(0)
+    tower = DenseCLIPEncoder(**{
+        k: v
+        for k, v in cfg.model.clip.items() if k in keys
+    })
+    assert segmentor.vocabulary.model_id == \
+        f'ov-eva-tiny:{tower.fingerprint()}'
+    assert segmentor.clip.fingerprint() == tower.fingerprint()
+
+
+PROXYCLIP_CONFIGS = sorted(
+    str(p.relative_to(REPO)) for p in [
+        *(REPO / 'configs/baselines').glob('proxyclip_*.py'), *(
+            REPO / 'configs').glob('oveva_proxyclip_*.py')
+    ])
+
+
+def test_every_proxyclip_config_builds_with_tiny_models():
+    """Each shipped ProxyCLIP config names DINO ViT-B/8; those of two
+    datasets (each kind: ViT-B/16, L/14, H/14 baselines, OV-EVA) build their
+    segmentor with the tiny CLIP and DINO in place of the real ones. One
+    runs through tools/test.py in test_protocols.py, one through mim
+    above."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    assert len(PROXYCLIP_CONFIGS) == 4 * 8
+    init_default_scope('mmseg')
+    for path in PROXYCLIP_CONFIGS:
+        cfg = Config.fromfile(str(REPO / path))
+        assert cfg.model.clip.type == 'ProxyCLIPEncoder'
+        assert cfg.model.clip.vfm.name == 'facebook/dino-vitb8', path
+        if not any(d in path for d in ('_ade.py', '_cityscapes.py')):
+            continue  # the others differ from these in protocol keys only
+        cfg.merge_from_dict({
+            'model.clip.name': 'ov-eva-tiny',
+            'model.clip.pretrained': None,
+            'model.clip.vfm.name': 'ov-eva-tiny-dino',
+            'model.clip.vfm.pretrained': None
+        })
+        model = MODELS.build(cfg.model)
+        assert isinstance(model.clip, ProxyCLIPEncoder), path
+        assert model.clip.pad_multiple == 56
+        assert (model.clip.beta, model.clip.gamma) == (1.2, 3.0)
+        assert (model.vocabulary is not None) == ('oveva_' in path)
