@@ -452,3 +452,43 @@ def enc_mean():
     in_mean = torch.tensor(corrclip.IMAGENET_MEAN)[:, None, None]
     in_std = torch.tensor(corrclip.IMAGENET_STD)[:, None, None]
     return (clip_mean - in_mean) / in_std
+
+
+def test_every_corrclip_config_builds_with_tiny_models():
+    """Each shipped CorrCLIP config (ViT-B/16, L/14, H/14 baselines and
+    OV-EVA on them, eight datasets) names DINO ViT-B/8 and pre-generated
+    masks; those of ADE and Cityscapes build their segmentor with the tiny
+    CLIP and DINO. ADE, VOC21 and VOC20 ones run through tools/test.py or
+    mim above."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from ov_eva.backends import CorrCLIPEncoder
+    from ov_eva.masks import FileMasks
+    paths = sorted([
+        *(REPO / 'configs/baselines').glob('corrclip_*.py'),
+        *(REPO / 'configs').glob('oveva_corrclip_*.py')
+    ])
+    assert len(paths) == 6 * 8
+    init_default_scope('mmseg')
+    for path in paths:
+        cfg = Config.fromfile(str(path))
+        assert cfg.model.clip.type == 'CorrCLIPEncoder'
+        assert cfg.model.clip.dino.name == 'facebook/dino-vitb8', path
+        assert cfg.model.clip.masks.type == 'files', path
+        if not path.name.endswith(('_ade.py', '_cityscapes.py')):
+            continue  # the others differ from these in protocol keys only
+        cfg.merge_from_dict({
+            'model.clip.name': 'ov-eva-tiny12',
+            'model.clip.pretrained': None,
+            'model.clip.dino.name': 'ov-eva-tiny-dino',
+            'model.clip.dino.pretrained': None
+        })
+        model = MODELS.build(cfg.model)
+        assert isinstance(model.clip, CorrCLIPEncoder), path
+        assert model.clip.pad_multiple == 56 and model.clip.correction
+        assert isinstance(model.clip.mask_source, FileMasks)
+        assert str(
+            model.clip.mask_source.root).startswith('data/region_masks/')
+        assert (model.vocabulary is not None) == path.name.startswith('oveva_')
