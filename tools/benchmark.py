@@ -248,8 +248,10 @@ def build_base(path, options, vfm, device, masks=None):
     if 'masks' in cfg.model.clip and masks:
         # region masks: a folder of .npz, or a SAM2 generating them every
         # time (no cache) so that their cost is measured
+        model_folder = (Path(masks) / 'config.json').is_file()
         cfg.model.clip.masks = dict(
-            type='files', root=masks) if Path(masks).is_dir() else dict(
+            type='files', root=masks) if Path(masks).is_dir() and \
+            not model_folder else dict(
                 type='sam2', name=masks, pretrained=None, cache_dir=False)
     cfg.merge_from_dict(options)
     set_random_seed(0)
@@ -328,8 +330,9 @@ def main():
         '--masks',
         default=None,
         help='with --bases: the region masks of the bases that take them '
-        '(CorrCLIP): a folder of <image stem>.npz, or a SAM2 (hub id, local '
-        'folder or ov-eva-tiny-sam2) generating them for every image')
+        '(CorrCLIP): a folder of <image stem>.npz, or a SAM2 (hub id, folder '
+        'with its config.json, or ov-eva-tiny-sam2; random weights) '
+        'generating them for every image')
     args = parser.parse_args()
     if args.bases:
         device = args.device or ('cuda'
