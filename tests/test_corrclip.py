@@ -492,3 +492,29 @@ def test_every_corrclip_config_builds_with_tiny_models():
         assert str(
             model.clip.mask_source.root).startswith('data/region_masks/')
         assert (model.vocabulary is not None) == path.name.startswith('oveva_')
+
+
+@pytest.mark.parametrize('kind,name', [('sam2', 'ov-eva-tiny-sam2'),
+                                       ('sam', 'ov-eva-tiny-sam')])
+def test_sam_and_sam2_sources_label_every_kept_mask(tmp_path, kind, name):
+    """Tiny random SAM2 and SAM (transformers, from config dicts) on a real
+    VOC image: a label map of the image's size with the kept masks as
+    regions, cached per image content."""
+    data = shared_data('VOCdevkit/VOC2012')
+    image = data / 'JPEGImages' / 'sample_0000.jpg'
+    source = build_mask_source(
+        dict(
+            type=kind,
+            name=name,
+            pretrained=None,
+            cache_dir=tmp_path,
+            pred_iou_thresh=-1e9,
+            stability_score_thresh=-1e9))
+    meta = dict(img_path=str(image), ori_shape=(513, 513))
+    label = source.get(meta)
+    assert label.shape == (513, 513) and int(label.max()) >= 1
+    (cached, ) = (tmp_path / 'masks').glob('*.npz')
+    assert np.array_equal(np.load(cached)['instance_mask'], label.numpy())
+    copy = tmp_path / 'copy.jpg'  # same bytes, other name: same key
+    copy.write_bytes(image.read_bytes())
+    assert source.key(str(copy)) == source.key(str(image))

@@ -3,9 +3,9 @@
 A source gives each image an (H, W) integer label map at the image's
 original size; by the official convention the smallest label is the
 unsegmented area. ``files`` reads pre-generated masks as the official code
-does (``<root>/<image stem>.npz``, array ``instance_mask``); ``sam2``
-generates them with SAM2 through ``transformers``, cached on disk per
-model, parameters and image content.
+does (``<root>/<image stem>.npz``, array ``instance_mask``); ``sam2`` /
+``sam`` generate them with SAM2 / SAM through ``transformers``, cached on
+disk per model, parameters and image content.
 """
 import hashlib
 import json
@@ -23,8 +23,9 @@ from torch import Tensor
 MASK_SOURCES = Registry('region mask source')
 MASK_SOURCE_SHORT_NAMES = dict(
     files='FileMasks', sam2='SAMMasks', sam='SAMMasks')
-# a tiny random SAM2 for tests, built from a config dict
+# tiny random SAM2 / SAM for tests, built from config dicts
 TINY_SAM2 = 'ov-eva-tiny-sam2'
+TINY_SAM = 'ov-eva-tiny-sam'
 
 
 def build_mask_source(spec: Union[None, str, dict]):
@@ -35,6 +36,8 @@ def build_mask_source(spec: Union[None, str, dict]):
     cfg = dict(type=spec) if isinstance(spec, str) else dict(spec)
     kind = cfg.get('type')
     cfg['type'] = MASK_SOURCE_SHORT_NAMES.get(kind, kind)
+    if kind == 'sam':  # SAM (v1): its largest model unless named
+        cfg.setdefault('name', 'facebook/sam-vit-huge')
     if cfg['type'] not in MASK_SOURCES.module_dict:
         raise ValueError(f'unknown model.clip.masks type {kind!r}; use one of '
                          f'{sorted(MASK_SOURCE_SHORT_NAMES)} or '
@@ -96,6 +99,27 @@ def check_mask(mask, meta: dict, source: str) -> Tensor:
     return torch.from_numpy(mask.astype(np.int32))
 
 
+def tiny_sam_config():
+    """The config of a tiny random SAM (v1) (tests; no download)."""
+    from transformers import SamConfig
+    return SamConfig(
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            mlp_dim=64,
+            output_channels=32,
+            global_attn_indexes=[1],
+            window_size=4,
+            num_pos_feats=16),
+        prompt_encoder_config=dict(hidden_size=32),
+        mask_decoder_config=dict(
+            hidden_size=32,
+            mlp_dim=64,
+            num_attention_heads=2,
+            iou_head_hidden_dim=32))
+
+
 def tiny_sam2_config():
     """The config of a tiny random SAM2 (tests; no download)."""
     from transformers import Sam2Config
@@ -120,7 +144,8 @@ def tiny_sam2_config():
 
 @MASK_SOURCES.register_module()
 class SAMMasks:
-    """Automatic masks from SAM2 (``Sam2Model``) through ``transformers``,
+    """Automatic masks from SAM2 (``Sam2Model``) or SAM (``SamModel``,
+    ``type='sam'``) through ``transformers``,
     with CorrCLIP's settings of SAM2's automatic mask generator
     (``mask_generator='sam2'``): an 8 x 8 point grid, one mask per point
     (``multimask_output=False``), predicted-IoU and stability thresholds
@@ -130,8 +155,10 @@ class SAMMasks:
     where they overlap), labels 1, 2, ...; 0 is unsegmented.
 
     Args:
-        name: hub id or ``ov-eva-tiny-sam2`` (random, tests); default SAM2
-            Hiera-L as the official code (``sam2_hiera_large.pt``).
+        name: hub id or ``ov-eva-tiny-sam2`` / ``ov-eva-tiny-sam`` (random,
+            tests); default SAM2 Hiera-L as the official code
+            (``sam2_hiera_large.pt``), ``facebook/sam-vit-huge`` for
+            ``type='sam'``.
         pretrained: hub id or local folder (default: ``name``), None for
             random weights.
         cache_dir: masks are kept as ``<cache_dir>/masks/<key>.npz``, the
@@ -176,13 +203,16 @@ class SAMMasks:
     def load(self):
         if self._model is not None:
             return self._model, self._processor
-        from transformers import AutoModel, Sam2ImageProcessor
-        if self.name == TINY_SAM2 or self.pretrained is None:
+        from transformers import (AutoModel, Sam2ImageProcessor,
+                                  SamImageProcessor)
+        tiny = {TINY_SAM2: tiny_sam2_config, TINY_SAM: tiny_sam_config}
+        if self.name in tiny or self.pretrained is None:
             from transformers import AutoConfig
-            config = tiny_sam2_config() if self.name == TINY_SAM2 \
+            config = tiny[self.name]() if self.name in tiny \
                 else AutoConfig.from_pretrained(self.name)
             model = AutoModel.from_config(config)
-            processor = Sam2ImageProcessor()
+            processor = SamImageProcessor() if config.model_type == 'sam' \
+                else Sam2ImageProcessor()
             print_log(
                 f'mask model {self.name!r} has random weights',
                 logger='current')
@@ -283,6 +313,9 @@ class SAMMasks:
         embeddings = model.get_image_embeddings(
             inputs['pixel_values'].to(device))
         original = inputs['original_sizes']
+        extra = {}
+        if 'reshaped_input_sizes' in inputs:  # SAM (v1) pads to a square
+            extra['reshaped_input_sizes'] = inputs['reshaped_input_sizes']
         all_masks, all_scores, all_boxes = [], [], []
         step = settings['points_per_batch']
         for start in range(0, points.shape[1], step):
@@ -295,7 +328,8 @@ class SAMMasks:
                 out.pred_masks.cpu(),
                 original,
                 mask_threshold=settings['mask_threshold'],
-                binarize=False)
+                binarize=False,
+                **extra)
             masks, scores, boxes = processor.filter_masks(
                 masks[0], out.iou_scores[0].cpu(), original[0], crop_boxes[0],
                 settings['pred_iou_thresh'],
