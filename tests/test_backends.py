@@ -218,7 +218,8 @@ def test_oveva_on_proxyclip_through_mim(tmp_path):
             f'test_dataloader.dataset.data_root={data}',
             'test_dataloader.dataset.indices=1')
     result = json.loads(next((tmp_path / 'mim').glob('*/*.json')).read_text())
-    assert 0 <= result['mIoU'] <= 100 and 0 < result['aAcc'] <= 100
+    # random tiny weights: the numbers only have to be well-formed
+    assert 0 <= result['mIoU'] <= 100 and 0 <= result['aAcc'] <= 100
 
 
 def test_vocabulary_sources_key_on_the_clip_tower_alone():
