@@ -317,7 +317,8 @@ def test_oveva_on_corrclip_through_mim(tmp_path):
             f'test_dataloader.dataset.data_root={data}',
             'test_dataloader.dataset.indices=1')
     result = json.loads(next((tmp_path / 'mim').glob('*/*.json')).read_text())
-    assert 0 <= result['mIoU'] <= 100 and 0 < result['aAcc'] <= 100
+    # random tiny weights: the numbers only have to be well-formed
+    assert 0 <= result['mIoU'] <= 100 and 0 <= result['aAcc'] <= 100
 
 
 def test_checkpoints_bring_the_dino():
