@@ -9,6 +9,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data'
 TINY = ['model.clip.name=ov-eva-tiny', 'model.clip.pretrained=None']
+# the tiny random VFM of the ProxyCLIP configs (a transformers config dict)
+TINY_VFM = [
+    'model.clip.vfm.name=ov-eva-tiny-dino', 'model.clip.vfm.pretrained=None'
+]
 # NACLIP's protocol (every OV-EVA config) runs PAMR at the original image
 # size, seconds per image on these CPUs: tests about something else skip it
 NO_PAMR = 'model.pamr=None'
@@ -74,8 +78,8 @@ def overlay_outlines(label):
     edges[:, :-1] |= label[:, 1:] != label[:, :-1]
     edges[:-1] |= label[1:] != label[:-1]
     thick = max(1, round(min(label.shape) / 300))
-    return cv2.dilate(edges.astype(np.uint8), np.ones(
-        (thick, thick), np.uint8)).astype(bool)
+    return cv2.dilate(
+        edges.astype(np.uint8), np.ones((thick, thick), np.uint8)).astype(bool)
 
 
 def demo_outputs(prefix):

@@ -28,3 +28,58 @@ def test_benchmark_prints_stages_and_ratio():
     assert len(floors) == 4, text
     assert all(
         float(gflop) > 0 and float(share) > 0 for _, gflop, share in floors)
+
+
+def test_benchmark_puts_bases_side_by_side():
+    """--bases: NACLIP and ProxyCLIP (tiny CLIP, tiny DINO) in one run, per
+    stage, with each base's ratio to the first."""
+    out = run_cli('tools/benchmark.py', '--bases',
+                  'configs/baselines/naclip_vitb16_voc20.py',
+                  'configs/baselines/proxyclip_vitb16_voc20.py', '--vfm',
+                  'ov-eva-tiny-dino', '--images', '1', '--rounds', '1',
+                  '--cfg-options', 'model.clip.name=ov-eva-tiny', NO_PAMR)
+    text = out.stdout
+    models = re.findall(
+        r'^(\w+): ([\d.]+) images/s, \d+ ms/image, peak memory ([\d.]+) GiB$',
+        text, re.M)
+    assert [m[0] for m in models
+            ] == ['naclip_vitb16_voc20', 'proxyclip_vitb16_voc20']
+    assert all(float(m[1]) > 0 and 0.1 < float(m[2]) < 20 for m in models)
+    naclip, proxy = text.split('proxyclip_vitb16_voc20: ')
+    for stage in ('CLIP tower (to the last block)', 'last block'):
+        assert stage in naclip
+    for stage in ('CLIP tower (to the last block)', 'VFM tower',
+                  'proxy attention (last block)'):
+        assert re.search(rf'^  {re.escape(stage)} +[\d.]+ ms/image', proxy,
+                         re.M), stage
+    ratios = re.findall(r'^ratio (\w+)/naclip_vitb16_voc20: ([\d.]+)$', text,
+                        re.M)
+    assert [r[0] for r in ratios] == [m[0] for m in models]
+    assert float(ratios[0][1]) == 1.0 and float(ratios[1][1]) > 0
+
+
+def test_benchmark_times_corrclip_stages():
+    """--bases with CorrCLIP (tiny CLIP, DINO and SAM2): its VFM tower,
+    correlation, CLIP branches and mask generation (SAM2 run on the image)
+    with their shares, and its ratio to NACLIP."""
+    out = run_cli('tools/benchmark.py', '--bases',
+                  'configs/baselines/naclip_vitb16_voc20.py',
+                  'configs/baselines/corrclip_vitb16_voc20.py', '--vfm',
+                  'ov-eva-tiny-dino', '--masks', 'ov-eva-tiny-sam2',
+                  '--images', '1', '--rounds', '1', '--cfg-options',
+                  'model.clip.name=ov-eva-tiny12', NO_PAMR)
+    corr = out.stdout.split('corrclip_vitb16_voc20: ')[1]
+    shares = {}
+    for stage in ('mask generation', 'VFM tower', 'correlation',
+                  'CLIP tower (three branches)'):
+        found = re.search(
+            rf'^  {re.escape(stage)} +([\d.]+) ms/image \( *([\d.]+)%\)', corr,
+            re.M)
+        assert found, stage
+        assert float(found.group(1)) > 0
+        shares[stage] = float(found.group(2))
+    assert 0 < sum(shares.values()) <= 100.1
+    ratio = re.search(
+        r'^ratio corrclip_vitb16_voc20/naclip_vitb16_voc20: ([\d.]+)$',
+        out.stdout, re.M)
+    assert ratio and float(ratio.group(1)) > 0

@@ -2,11 +2,17 @@
 table in configs/_base_/protocols.py, and through the real Runner."""
 
 import pytest
-from conftest import REPO, TINY, run_cli, shared_data
+from conftest import REPO, TINY, TINY_VFM, run_cli, shared_data
 from mmengine.config import Config
 
 TABLE = Config.fromfile(str(REPO / 'configs/_base_/protocols.py')).protocol
-METHODS = ('maskclip', 'sclip', 'clearclip', 'naclip')
+METHODS = ('maskclip', 'sclip', 'clearclip', 'naclip', 'proxyclip', 'corrclip')
+CLIP_ONLY = ('maskclip', 'sclip', 'clearclip', 'naclip')
+# the official CLIP of each method's protocol
+WEIGHTS = dict(corrclip=('ViT-B-16-quickgelu', 'metaclip_fullcc'))
+# larger CLIPs of the best base, as its official code lists them
+LARGER = dict(
+    vitl14=('ViT-L-14', 'openai'), vith14=('ViT-H-14', 'laion2b_s32b_b79k'))
 DATASETS = ('ade', 'voc21', 'voc20', 'context60', 'context59', 'coco_stuff171',
             'cityscapes', 'coco_object')
 DATASET_BASES = dict(
@@ -29,7 +35,17 @@ def test_the_table_covers_every_method_and_dataset():
     for method in METHODS:
         assert set(TABLE[method]) == set(DATASETS)
     configs = {p.name for p in (REPO / 'configs' / 'baselines').glob('*.py')}
-    assert configs == {f'{m}_vitb16_{d}.py' for m in METHODS for d in DATASETS}
+    assert configs == {
+        f'{m}_vitb16_{d}.py'
+        for m in METHODS
+        for d in DATASETS
+    } | {f'proxyclip_{arch}_{d}.py'
+         for arch in LARGER
+         for d in DATASETS} | {
+             f'corrclip_{t}_{d}.py'
+             for t in ('vitl14', 'vith14')
+             for d in DATASETS
+         }
 
 
 @pytest.mark.parametrize('method', METHODS)
@@ -43,8 +59,14 @@ def test_baseline_config_is_its_row(method, dataset):
                 'templates', 'classes'):
         assert model[key] == row.model[key], key
     for key, value in row.model.clip.items():
-        assert model.clip[key] == value, key
-    assert model.clip.name == 'ViT-B-16' and model.clip.pretrained == 'openai'
+        if key != '_delete_':
+            assert model.clip[key] == value, key
+    if method in ('proxyclip', 'corrclip'):  # nothing CLIP-only is left
+        assert set(model.clip) == set(row.model.clip) - {'_delete_'}
+    if method == 'proxyclip':
+        assert model.clip.vfm.name == 'facebook/dino-vitb8'
+    name, pretrained = WEIGHTS.get(method, ('ViT-B-16', 'openai'))
+    assert model.clip.name == name and model.clip.pretrained == pretrained
     assert model.clip.autocast == 'fp32'  # the references' CPU precision
     assert 'vocabulary' not in model  # the plain baseline
     want_cfg = {k: v for k, v in row.model.test_cfg.items() if k != '_delete_'}
@@ -73,19 +95,111 @@ def test_oveva_config_is_naclip_plus_a_vocabulary(dataset):
     assert ours_rest == {k: v for k, v in base.items() if k != 'model'}
 
 
+@pytest.mark.parametrize('tower', ['vitb16', 'vitl14', 'vith14'])
+@pytest.mark.parametrize('dataset', DATASETS)
+def test_corrclip_configs(tower, dataset):
+    """Every CorrCLIP config is its row (the ViT-L/14 and ViT-H/14 ones
+    with the official code's other towers), and the OV-EVA one is its
+    baseline plus a vocabulary."""
+    base = Config.fromfile(
+        str(REPO / 'configs/baselines' / f'corrclip_{tower}_{dataset}.py'))
+    row = TABLE.corrclip[dataset]
+    towers = dict(
+        vitb16=('ViT-B-16-quickgelu', 'metaclip_fullcc'),
+        vitl14=('ViT-L-14-quickgelu', 'metaclip_fullcc'),
+        vith14=('ViT-H-14', 'laion2b_s32b_b79k'))
+    assert (base.model.clip.name, base.model.clip.pretrained) == towers[tower]
+    assert base.model.clip.type == 'CorrCLIPEncoder'
+    assert 'variant' not in base.model.clip
+    assert base.model.clip.dino == row.model.clip.dino
+    assert base.model.clip.masks == row.model.clip.masks
+    for key in ('logit_scale', 'prob_thd', 'classes'):
+        assert base.model[key] == row.model[key], key
+    assert dict(base.model.test_cfg, _delete_=True) == row.model.test_cfg
+    ours = Config.fromfile(
+        str(REPO / 'configs' / f'oveva_corrclip_{tower}_{dataset}.py'))
+    assert ours.model.vocabulary.type == 'LexiconVocabulary'
+    plain = ours.model.copy()
+    plain.pop('vocabulary')
+    assert plain == base.model
+
+
+@pytest.mark.parametrize('arch', LARGER)
+@pytest.mark.parametrize('dataset', DATASETS)
+def test_larger_clip_configs_change_only_the_clip(arch, dataset):
+    base = Config.fromfile(str(baseline('proxyclip', dataset)))
+    cfg = Config.fromfile(
+        str(REPO / 'configs/baselines' / f'proxyclip_{arch}_{dataset}.py'))
+    assert (cfg.model.clip.name, cfg.model.clip.pretrained) == LARGER[arch]
+    cfg.model.clip.name = base.model.clip.name
+    cfg.model.clip.pretrained = base.model.clip.pretrained
+    assert cfg.model == base.model
+    assert cfg.test_dataloader == base.test_dataloader
+
+
+@pytest.mark.parametrize('dataset', DATASETS)
+def test_oveva_proxyclip_config_is_its_baseline_plus_a_vocabulary(dataset):
+    base = Config.fromfile(str(baseline('proxyclip', dataset)))
+    ours = Config.fromfile(
+        str(REPO / 'configs' / f'oveva_proxyclip_vitb16_{dataset}.py'))
+    assert ours.model.vocabulary.type == 'LexiconVocabulary'
+    plain = ours.model.copy()
+    plain.pop('vocabulary')
+    assert plain == base.model
+    assert {
+        k: v
+        for k, v in ours.items() if k != 'model'
+    } == {
+        k: v
+        for k, v in base.items() if k != 'model'
+    }
+
+
 @pytest.mark.parametrize('method,dataset', [('sclip', 'voc21'),
                                             ('naclip', 'voc21'),
                                             ('clearclip', 'voc20'),
-                                            ('maskclip', 'voc21')])
+                                            ('maskclip', 'voc21'),
+                                            ('proxyclip', 'voc21'),
+                                            ('proxyclip', 'coco_object'),
+                                            ('corrclip', 'voc21'),
+                                            ('corrclip', 'context60')])
 def test_class_files_are_the_references_verbatim(method, dataset):
     from ov_eva.text_bank import load_classes
     classes = load_classes(TABLE[method][dataset].model.classes)
     repo = 'clearclip' if method in ('clearclip', 'maskclip') else 'sclip'
+    repo = 'corrclip' if method == 'corrclip' else repo
+    separator = '; ' if method == 'corrclip' else ', '
+    if method == 'proxyclip':
+        # ProxyCLIP's own files: its background line splits at '; '
+        text = PROXYCLIP_FILES[dataset]
+        assert classes == [
+            line.split('; ') for line in text.split('\n') if line
+        ]
+        return
     text = (REPO / 'projects/ov_eva/class_names' / repo /
             f'{dataset}.txt').read_text()
-    # the references: readlines(), split(', '), strip '\n' only
+    # the references: readlines(), split(', ') (CorrCLIP: '; '), strip '\n'
     lines = text.split('\n')
-    assert classes == [line.split(', ') for line in lines if line]
+    assert classes == [line.split(separator) for line in lines if line]
+
+
+# the first lines of ProxyCLIP's configs/cls_{voc21,coco_object}.txt as the
+# official repository ships them (the rest are one name a line, as ours)
+PROXYCLIP_BACKGROUND = {
+    'voc21':
+    'sky; wall; tree; wood; grass; road; sea; river; mountain; sands; desk; '
+    'bed; building; cloud; lamp; door; window; wardrobe; ceiling; shelf; '
+    'curtain; stair; floor; hill; rail; fence',
+    'coco_object':
+    'sky; wall; tree; wood; grass; road; sea; river; mountain; sands; desk; '
+    'bed; building; cloud; floor; hill; rail'
+}
+PROXYCLIP_FILES = {
+    name:
+    '\n'.join([first] + (REPO / 'projects/ov_eva/class_names/proxyclip' /
+                         f'{name}.txt').read_text().split('\n')[1:])
+    for name, first in PROXYCLIP_BACKGROUND.items()
+}
 
 
 def test_verbatim_names_keep_what_the_references_keep():
@@ -113,12 +227,13 @@ def run_labels(config, data, out, *options):
 VOC_FIRST = ['test_dataloader.dataset.indices=2']
 
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', CLIP_ONLY)  # CorrCLIP: test_corrclip.py
 def test_baselines_run_through_the_runner(tmp_path, method):
     """Each method's VOC21 protocol (SCLIP's area rule, NACLIP's whole
     image with PAMR, ClearCLIP's centred windows and 0.5 threshold) on real
     VOC samples."""
     faster = ['model.pamr.num_iter=2'] if method == 'naclip' else []
+    faster += TINY_VFM if method == 'proxyclip' else []
     labels = run_labels(
         baseline(method, 'voc21'), 'VOCdevkit/VOC2012', tmp_path, *VOC_FIRST,
         *faster)

@@ -142,7 +142,7 @@ def test_tensor_mode_and_no_training(tiny_segmentor_cfg):
     (dict(pamr=dict(dilations=(8, 0))), ValueError, 'dilations whole'),
     (dict(pamr=True), ValueError, 'give None or a dict'),
     (dict(area_thd=1.5), ValueError, 'model.area_thd=1.5'),
-    (dict(classes=dict(path='voc21')), ValueError, 'keys file and verbatim'),
+    (dict(classes=dict(path='voc21')), ValueError, 'keys file, verbatim'),
     (dict(clip=dict(name='ov-eva-tiny', patch_fit='crop')), ValueError,
      'unknown model.clip.patch_fit'),
 ])

@@ -18,6 +18,20 @@ on GPU.
 Timing runs the two models in turn on each image, ``--rounds`` times, and
 keeps each image's fastest round. The last line is
 ``ratio ov-eva/baseline: X.XX``.
+
+``--bases CONFIG ...`` instead puts dense-feature bases side by side (their
+baseline configs, random weights, in turn on each image as above): per
+stage (CLIP tower up to its last block, the last block or ProxyCLIP's
+proxy attention, the VFM tower, text, post-processing) time and each
+base's peak memory, then ``ratio <base>/<first base>: X.XX`` per base::
+
+    python tools/benchmark.py --bases configs/baselines/naclip_vitb16_ade.py \
+        configs/baselines/proxyclip_vitb16_ade.py --vfm /path/dino-vitb8
+
+CorrCLIP's stages are the VFM tower, the correlation (mask merging and
+scope), the CLIP tower with its three branches, and mask generation
+(``--masks``: a SAM2 run on every image, or a folder of pre-generated
+masks), each with its share of the image's time.
 """
 import argparse
 import time
@@ -222,6 +236,76 @@ def report(name, seconds, flops, rates, count, peak):
         print(line)
 
 
+def build_base(path, options, vfm, device, masks=None):
+    """A base's baseline config with random weights, its stages timed."""
+    cfg = Config.fromfile(path)
+    cfg.model.clip.pretrained = None  # random weights: timing only
+    for key in ('vfm', 'dino'):  # ProxyCLIP's VFM, CorrCLIP's DINO
+        if key in cfg.model.clip:
+            cfg.model.clip[key].pretrained = None
+            if vfm:
+                cfg.model.clip[key].name = vfm
+    if 'masks' in cfg.model.clip and masks:
+        # region masks: a folder of .npz, or a SAM2 generating them every
+        # time (no cache) so that their cost is measured
+        model_folder = (Path(masks) / 'config.json').is_file()
+        cfg.model.clip.masks = dict(
+            type='files', root=masks) if Path(masks).is_dir() and \
+            not model_folder else dict(
+                type='sam2', name=masks, pretrained=None, cache_dir=False)
+    cfg.merge_from_dict(options)
+    set_random_seed(0)
+    model = init_model(cfg, device=device)
+    timer = StageTimer()
+    clip = model.clip
+    if hasattr(clip, 'timed_stages'):  # e.g. CorrCLIP
+        for owner, attribute, stage in clip.timed_stages():
+            timer.wrap(owner, attribute, stage)
+    elif hasattr(clip, 'vfm_forward'):
+        timer.wrap(clip, '_tokens', 'CLIP tower (to the last block)')
+        timer.wrap(clip, 'vfm_forward', 'VFM tower')
+        timer.wrap(clip, '_proxy_block', 'proxy attention (last block)')
+    else:
+        timer.wrap(clip, '_tokens', 'CLIP tower (to the last block)')
+        timer.wrap(clip, '_last_block', 'last block')
+    timer.wrap(model.text_bank, 'embed', 'text encoding')
+    timer.wrap(model, 'postprocess_result', 'post-processing')
+    return model, timer
+
+
+def compare_bases(args, images, device):
+    """Bases side by side: each image through every base in turn (order
+    rotated every round), each image's fastest round kept."""
+    names = [Path(p).stem for p in args.bases]
+    models = [
+        build_base(p, args.cfg_options, args.vfm, device, args.masks)
+        for p in args.bases
+    ]
+    for model, _ in models:
+        model.query_embeddings()  # class text once, before timing
+    peaks = []
+    for model, timer in models:  # peak memory of each over all images
+        with PeakMemory(device) as peak:
+            run(model, timer, images)
+        peaks.append(peak.gib)
+    reuse_freed_memory()
+    times = [defaultdict(list) for _ in models]
+    for round_ in range(args.rounds):
+        order = list(range(len(models)))
+        order = order[round_ % len(order):] + order[:round_ % len(order)]
+        for index, image in enumerate(images):
+            for which in order:
+                times[which][index].append(run_one(*models[which], image))
+    seconds = [fastest(t) for t in times]
+    print(f'each image\'s fastest of {args.rounds} rounds, the bases in '
+          'turn:')
+    for name, value, peak in zip(names, seconds, peaks):
+        report(name, value, {}, {}, len(images), peak)
+    for name, value in zip(names, seconds):
+        print(f'ratio {name}/{names[0]}: '
+              f'{value["total"] / seconds[0]["total"]:.2f}')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
@@ -231,7 +315,39 @@ def main():
     parser.add_argument('--device', default=None)
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, default={})
+    parser.add_argument(
+        '--bases',
+        nargs='+',
+        metavar='CONFIG',
+        help='baseline configs of dense-feature bases to put side by side '
+        '(the first is the reference of the ratios)')
+    parser.add_argument(
+        '--vfm',
+        default=None,
+        help='with --bases: the VFM (model.clip.vfm.name: hub id, local '
+        'folder or ov-eva-tiny-dino) of the bases that have one')
+    parser.add_argument(
+        '--masks',
+        default=None,
+        help='with --bases: the region masks of the bases that take them '
+        '(CorrCLIP): a folder of <image stem>.npz, or a SAM2 (hub id, folder '
+        'with its config.json, or ov-eva-tiny-sam2; random weights) '
+        'generating them for every image')
     args = parser.parse_args()
+    if args.bases:
+        device = args.device or ('cuda'
+                                 if torch.cuda.is_available() else 'cpu')
+        files = sorted(SAMPLES.glob('*.jpg'))
+        rng = np.random.default_rng(0)
+        images = [
+            str(files[i % len(files)]) if files else rng.integers(
+                0, 255, (512, 683, 3), dtype=np.uint8)
+            for i in range(args.images)
+        ]
+        print(f'{args.images} images, random weights, device '
+              f'{device}, {torch.get_num_threads()} threads; bases: '
+              f'{", ".join(args.bases)}')
+        return compare_bases(args, images, device)
     cfg = Config.fromfile(args.config)
     cfg.model.clip.pretrained = None  # random weights: timing only
     cfg.merge_from_dict(args.cfg_options)

@@ -180,8 +180,19 @@ def main(argv=None):
     if args.dry_run:
         return dry_run(source, images, classes)
     if getattr(source, 'needs_encoder', False):
-        from ov_eva.clip_encoder import DenseCLIPEncoder
-        source.bind(DenseCLIPEncoder(**clip_cfg))
+        import inspect
+
+        from ov_eva.backends import DenseCLIPEncoder
+        from ov_eva.clip_encoder import CLIPTower
+
+        # the CLIP tower alone, whichever backend the config names: the
+        # sources read CLIP's image and text towers, nothing else
+        keys = inspect.signature(CLIPTower.__init__).parameters
+        source.bind(
+            DenseCLIPEncoder(**{
+                k: v
+                for k, v in clip_cfg.items() if k in keys
+            }))
     print(f'{len(images)} images, {len(classes)} classes, '
           f'{type(source).__name__} ({source.model_id}), cache '
           f'{source.cache_file}')

@@ -13,7 +13,12 @@ from mmengine.config import Config
 
 TABLE = Path(__file__).resolve().parents[1] / 'configs/_base_/protocols.py'
 NAMES = dict(
-    maskclip='MaskCLIP', sclip='SCLIP', clearclip='ClearCLIP', naclip='NACLIP')
+    maskclip='MaskCLIP',
+    sclip='SCLIP',
+    clearclip='ClearCLIP',
+    naclip='NACLIP',
+    proxyclip='ProxyCLIP',
+    corrclip='CorrCLIP')
 COLUMNS = ('method', 'dataset', 'short side', 'windows', 'logit scale',
            'prob_thd', 'area_thd', 'PAMR', 'class file', 'patch fit',
            'published mIoU', 'settings from')
@@ -42,7 +47,9 @@ def rows(protocol) -> list:
                 '-' if not pamr or not pamr['num_iter'] else
                 f"{pamr['num_iter']} x {tuple(pamr['dilations'])}",
                 f"`{model['classes']['file']}`",
-                model['clip']['patch_fit'],
+                model['clip']['patch_fit'] +
+                (f" to {model['clip']['pad_multiple']} px"
+                 if 'pad_multiple' in model['clip'] else ''),
                 '-' if row['published'] is None else f"{row['published']:g}",
                 f"[cfg]({row['source']})",
             ])

@@ -20,7 +20,9 @@
 __repos = dict(
     sclip='https://github.com/wangf3014/SCLIP/blob/b56bd3014b9e',
     naclip='https://github.com/sinahmr/NACLIP/blob/0cac3a651f75',
-    clearclip='https://github.com/mc-lan/ClearCLIP/blob/ad68a404d55d')
+    clearclip='https://github.com/mc-lan/ClearCLIP/blob/ad68a404d55d',
+    proxyclip='https://github.com/mc-lan/ProxyCLIP/blob/e7b767fbc58e',
+    corrclip='https://github.com/zdk258/CorrCLIP/blob/103bc18/CorrCLIPv1')
 
 # Per method: the segmentor defaults of its official code. MaskCLIP is
 # ClearCLIP's re-implementation (its model_type='MaskCLIP' with
@@ -54,7 +56,58 @@ __methods = dict(
         window=(448, 224),
         logit_scale=50,
         pamr=dict(num_iter=0, dilations=(8, 16)),
-        classes='clearclip'))
+        classes='clearclip'),
+    # ProxyCLIP (proxyclip_segmentor.py, open_clip/transformer.py and
+    # configs/base_config.py): CLIP ViT-B/16 (openai) with DINO ViT-B/8 as
+    # the proxy (torch.hub dino_vitb8 = facebook/dino-vitb8, layer-norm eps
+    # 1e-6 as DINO's code), beta 1.2, gamma 3.0, 336/112 windows padded
+    # (centred) to multiples of 56, logit scale 40, no PAMR. Its class files
+    # are SCLIP's, but for VOC21 / COCO-Object (own background line) and
+    # VOC20 (ClearCLIP's).
+    proxyclip=dict(
+        repo='proxyclip',
+        clip=dict(
+            _delete_=True,
+            type='ProxyCLIPEncoder',
+            name='ViT-B-16',
+            pretrained='openai',
+            vfm=dict(
+                name='facebook/dino-vitb8',
+                pretrained='facebook/dino-vitb8',
+                layer_norm_eps=1e-6),
+            beta=1.2,
+            gamma=3.0,
+            patch_fit='pad_centre',
+            pad_multiple=56),
+        window=(336, 112),
+        logit_scale=40,
+        pamr=dict(num_iter=0, dilations=(8, 16)),
+        classes='proxyclip'),
+    # CorrCLIP (corrclip_segmentor.py, configs/base_config.py): MetaCLIP
+    # ViT-B/16 (QuickGELU), DINO ViT-B/8 correlation, pre-generated SAM2
+    # masks (mask_generator=None: <instance_mask_path>/<stem>.npz), 336
+    # windows at stride 112 padded centred to multiples of 56, logit scale
+    # 40, the map correction after the decision (ov_eva/corrclip.py).
+    corrclip=dict(
+        repo='corrclip',
+        # _delete_: none of the CLIP-only keys of the model base (variant)
+        clip=dict(
+            _delete_=True,
+            type='CorrCLIPEncoder',
+            name='ViT-B-16-quickgelu',
+            pretrained='metaclip_fullcc',
+            patch_fit='pad_centre',
+            pad_multiple=56,
+            # DINO's layer-norm eps (its hub config says 1e-12)
+            dino=dict(
+                name='facebook/dino-vitb8',
+                pretrained='facebook/dino-vitb8',
+                layer_norm_eps=1e-6)),
+        window=(336, 112),
+        logit_scale=40,
+        pamr=dict(num_iter=0, dilations=(8, 16)),
+        classes='corrclip',
+        separator='; '))
 
 # Per dataset and method, what its cfg_<dataset>.py sets: the test short side
 # (Resize scale=(2048, s)), and the model keys it overrides (window=None:
@@ -65,49 +118,65 @@ __datasets = dict(
         classes='ade20k',
         sclip=dict(short_side=336),
         naclip=dict(short_side=336),
-        clearclip=dict(short_side=448)),
+        clearclip=dict(short_side=448),
+        proxyclip=dict(short_side=448),
+        corrclip=dict(short_side=448, masks='ade')),
     voc21=dict(
         file='cfg_voc21.py',
         classes='voc21',
         sclip=dict(short_side=336, logit_scale=65, prob_thd=0.1, area_thd=0.1),
         naclip=dict(short_side=336, window=None, prob_thd=0.1),
-        clearclip=dict(short_side=448, prob_thd=0.5)),
+        clearclip=dict(short_side=448, prob_thd=0.5),
+        proxyclip=dict(short_side=336, prob_thd=0.2),
+        corrclip=dict(short_side=336, prob_thd=0.2, masks='voc')),
     voc20=dict(
         file='cfg_voc20.py',
         classes='voc20',
         sclip=dict(short_side=336),
         naclip=dict(short_side=336, window=None),
-        clearclip=dict(short_side=448)),
+        clearclip=dict(short_side=448),
+        proxyclip=dict(short_side=336),
+        corrclip=dict(short_side=336, masks='voc')),
     context60=dict(
         file='cfg_context60.py',
         classes='context60',
         sclip=dict(short_side=336, logit_scale=50, prob_thd=0.1),
         naclip=dict(short_side=336, prob_thd=0.1),
-        clearclip=dict(short_side=448, prob_thd=0.15)),
+        clearclip=dict(short_side=448, prob_thd=0.15),
+        proxyclip=dict(short_side=336, prob_thd=0.15),
+        corrclip=dict(short_side=336, prob_thd=0.15, masks='context')),
     context59=dict(
         file='cfg_context59.py',
         classes='context59',
         sclip=dict(short_side=336),
         naclip=dict(short_side=336),
-        clearclip=dict(short_side=448)),
+        clearclip=dict(short_side=448),
+        proxyclip=dict(short_side=336),
+        corrclip=dict(short_side=336, masks='context')),
     coco_stuff171=dict(
         file='cfg_coco_stuff164k.py',
         classes='coco_stuff171',
         sclip=dict(short_side=448),
         naclip=dict(short_side=336),
-        clearclip=dict(short_side=448)),
+        clearclip=dict(short_side=448),
+        proxyclip=dict(short_side=336),
+        corrclip=dict(short_side=336, masks='coco')),
     cityscapes=dict(
         file='cfg_city_scapes.py',
         classes='cityscapes',
         sclip=dict(short_side=560),
         naclip=dict(short_side=560),
-        clearclip=dict(short_side=448, window=(224, 224))),
+        clearclip=dict(short_side=448, window=(224, 224)),
+        proxyclip=dict(short_side=448, window=(224, 112)),
+        corrclip=dict(short_side=448, window=(224, 112), masks='city')),
     coco_object=dict(
         file='cfg_coco_object.py',
         classes='coco_object',
         sclip=dict(short_side=336, logit_scale=50, prob_thd=0.1),
         naclip=dict(short_side=336, prob_thd=0.1),
-        clearclip=dict(short_side=448, prob_thd=0.4)))
+        clearclip=dict(short_side=448, prob_thd=0.4),
+        proxyclip=dict(short_side=336, prob_thd=0.25),
+        corrclip=dict(short_side=336, prob_thd=0.25, masks='coco')))
 
 # Published mIoU (%) of each method with its official code and protocol, as
 # printed by each source; None where the source gives none.
@@ -153,7 +222,32 @@ __published = dict(
         ade=9.8,
         voc21=None,
         context60=None,
-        coco_object=None))
+        coco_object=None),
+    # per dataset: not read into this table (the paper's Table 1); the
+    # eight-dataset average of ViT-B/16 + DINO ViT-B/8 is 42.3 and of
+    # ViT-H/14 44.4 (the paper's abstract)
+    proxyclip=dict(
+        source='https://arxiv.org/abs/2408.04883 (abstract: average of '
+        'eight benchmarks 44.4 with ViT-H/14)',
+        voc21=None,
+        context60=None,
+        coco_object=None,
+        voc20=None,
+        context59=None,
+        coco_stuff171=None,
+        cityscapes=None,
+        ade=None),
+    corrclip=dict(
+        source='https://github.com/zdk258/CorrCLIP/tree/103bc18/CorrCLIPv1'
+        ' (README, ViT-B, mask generator SAM2_32)',
+        voc21=74.8,
+        voc20=88.8,
+        context59=48.8,
+        context60=44.2,
+        cityscapes=49.4,
+        ade=26.9,
+        coco_stuff171=31.6,
+        coco_object=43.7))
 
 
 def _row(method, dataset):
@@ -161,10 +255,22 @@ def _row(method, dataset):
     own = dict(data[spec['repo']])
     short_side = own.pop('short_side')
     window = own.pop('window', spec['window'])
+    clip = dict(spec['clip'], pos_resize='scale_factor', autocast='fp32')
+    masks = own.pop('masks', None)
+    if masks is not None:  # the official instance_mask_path
+        clip['masks'] = dict(type='files', root=f'data/region_masks/{masks}')
+    classes_cfg = dict(verbatim=True)
+    if 'separator' in spec:
+        classes_cfg['separator'] = spec['separator']
     classes = f"{spec['classes']}/{data['classes']}"
     if spec['classes'] == 'clearclip' and data['classes'] not in (
             'voc21', 'voc20', 'coco_object'):
         classes = f"sclip/{data['classes']}"  # ClearCLIP ships SCLIP's file
+    if spec['classes'] == 'proxyclip' and data['classes'] not in (
+            'voc21', 'coco_object'):
+        # ProxyCLIP ships ClearCLIP's VOC20 file and SCLIP's others
+        classes = ('clearclip/voc20' if data['classes'] == 'voc20' else
+                   f"sclip/{data['classes']}")
     if window is None:
         test_cfg = dict(_delete_=True, mode='whole')
     else:
@@ -179,9 +285,8 @@ def _row(method, dataset):
         short_side=short_side,
         resize=dict(type='Resize', scale=(2048, short_side), keep_ratio=True),
         model=dict(
-            clip=dict(
-                spec['clip'], pos_resize='scale_factor', autocast='fp32'),
-            classes=dict(file=classes, verbatim=True),
+            clip=clip,
+            classes=dict(file=classes, **classes_cfg),
             templates='imagenet80',
             logit_scale=own.pop('logit_scale', spec['logit_scale']),
             prob_thd=own.pop('prob_thd', 0.0),

@@ -7,11 +7,12 @@ from . import compat
 
 compat.install()  # before anything imports mmseg
 
-from .clip_encoder import DenseCLIPEncoder  # noqa: E402
+from .backends import BACKENDS, CorrCLIPEncoder, DenseCLIPEncoder  # noqa
 from .datasets import (ClassFileSegDataset, COCOObjectDataset,  # noqa: E402
                        PascalVOC20Dataset)
 from .head import OVEVAHead  # noqa: E402
 from .hooks import DatasetClassesHook, VocabularyPrefetchHook  # noqa: E402
+from .masks import MASK_SOURCES  # noqa: E402
 from .registry import VOCABULARIES  # noqa: E402
 from .segmentor import OVEVASegmentor  # noqa: E402
 from .text_bank import TextBank, read_class_file  # noqa: E402
@@ -21,5 +22,5 @@ __all__ = [
     'DenseCLIPEncoder', 'OVEVASegmentor', 'OVEVAHead', 'TextBank',
     'read_class_file', 'PascalVOC20Dataset', 'COCOObjectDataset',
     'VocabularyPrefetchHook', 'VOCABULARIES', 'ClassFileSegDataset',
-    'DatasetClassesHook'
+    'DatasetClassesHook', 'BACKENDS', 'CorrCLIPEncoder', 'MASK_SOURCES'
 ]

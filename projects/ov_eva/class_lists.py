@@ -14,13 +14,15 @@ ClassSpec = Union[str, Path, dict, Sequence[Union[str, Sequence[str]]]]
 
 def parse_class_lines(lines: Sequence[str],
                       source: str,
-                      verbatim: bool = False) -> List[List[str]]:
+                      verbatim: bool = False,
+                      separator: str = ', ') -> List[List[str]]:
     """Lines like ``'wall, brick wall'`` -> ``[['wall', 'brick wall']]``.
 
     Names are stripped, inner white space collapsed and repeated synonyms
     dropped; ``verbatim`` keeps every name exactly as the SCLIP-family
     reference code reads its class files (split at ``', '``, nothing
-    stripped: ``'wood '`` stays a different prompt from ``'wood'``).
+    stripped: ``'wood '`` stays a different prompt from ``'wood'``), or at
+    ``separator`` (CorrCLIP's files: ``'; '``).
     Rejects empty lists, empty names and classes named twice, naming
     ``source`` and the offending line in the error.
     """
@@ -30,7 +32,7 @@ def parse_class_lines(lines: Sequence[str],
         if not line.strip():
             continue
         if verbatim:
-            synonyms = line.split(', ')
+            synonyms = line.split(separator)
         else:
             synonyms = [' '.join(s.split()) for s in line.split(',')]
         if any(not s.strip() for s in synonyms):
@@ -52,7 +54,8 @@ def parse_class_lines(lines: Sequence[str],
 
 
 def read_class_file(path: Union[str, Path],
-                    verbatim: bool = False) -> List[List[str]]:
+                    verbatim: bool = False,
+                    separator: str = ', ') -> List[List[str]]:
     """Read a class file; a bare name like ``'ade20k'`` or
     ``'sclip/voc21'`` picks a shipped one from ``ov_eva/class_names``."""
     path = Path(path).expanduser()
@@ -70,21 +73,27 @@ def read_class_file(path: Union[str, Path],
             f'cannot read class file {str(path)!r} ({error}); give a UTF-8 '
             f'text file, one class a line, or a shipped name: {shipped}'
         ) from error
-    return parse_class_lines(text.splitlines(), str(path), verbatim)
+    return parse_class_lines(text.splitlines(), str(path), verbatim, separator)
 
 
 def load_classes(spec: ClassSpec) -> List[List[str]]:
     """Classes from a class-file path / shipped name, a
-    ``dict(file=..., verbatim=True)`` (see ``parse_class_lines``), or a list
+    ``dict(file=..., verbatim=True[, separator='; '])`` (see
+    ``parse_class_lines``), or a list
     whose items are ``'cat'``, ``'wall, brick wall'`` or
     ``['wall', 'brick']``."""
     if isinstance(spec, dict):
-        unknown = set(spec) - {'file', 'verbatim'}
-        if 'file' not in spec or unknown:
+        unknown = set(spec) - {'file', 'verbatim', 'separator'}
+        separator = spec.get('separator', ', ')
+        if 'file' not in spec or unknown or not isinstance(
+                separator, str) or not separator:
             raise ValueError(
-                f'model.classes={spec!r}: a dict takes the keys file and '
-                "verbatim, e.g. dict(file='sclip/voc21', verbatim=True)")
-        return read_class_file(spec['file'], bool(spec.get('verbatim')))
+                f'model.classes={spec!r}: a dict takes the keys file, '
+                "verbatim and separator, e.g. dict(file='sclip/voc21', "
+                "verbatim=True) or dict(file='corrclip/voc21', "
+                "verbatim=True, separator='; ')")
+        return read_class_file(spec['file'], bool(spec.get('verbatim')),
+                               separator)
     if isinstance(spec, (str, Path)):
         return read_class_file(spec)
     lines = [s if isinstance(s, str) else ', '.join(s) for s in spec or []]

@@ -1,10 +1,14 @@
-"""Dense CLIP features from an unmodified open_clip model.
+"""The CLIP tower every dense-feature backend shares.
 
-The training-free variants (MaskCLIP, SCLIP, ClearCLIP, NACLIP) all change
-only how the last vision block mixes tokens. ``DenseCLIPEncoder`` runs
-open_clip's own modules up to that block and then applies the variant's
-attention with the block's own weights; the open_clip model itself is never
-edited, so any open_clip ViT checkpoint loads as is.
+Training-free bases all change only how the last vision block of CLIP mixes
+tokens. ``CLIPTower`` holds an unmodified open_clip model (weights, text
+encoding, the patch grid of an input, the positional embedding for other
+grids) and runs open_clip's own modules up to that block; a backend
+(``ov_eva.backends``, chosen by ``model.clip.type``) supplies the last
+block. The open_clip model itself is never edited, so any open_clip ViT
+checkpoint loads as is. ``DenseCLIPEncoder`` (the last-block variants
+MaskCLIP, SCLIP, ClearCLIP, NACLIP) lives in ``backends/clip_variants.py``
+and is re-exported here.
 """
 import copy
 import math
@@ -17,12 +21,10 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from mmseg.registry import MODELS
 from torch import Tensor
 
 from .hub import hub_offline, hub_reachable
 
-VARIANTS = ('vanilla', 'sclip', 'clearclip', 'naclip')
 AUTOCAST = ('auto', 'bf16', 'fp16', 'fp32')
 # how an input whose side is not a multiple of the patch meets the patches
 PATCH_FITS = ('pad_end', 'pad_centre', 'truncate')
@@ -31,19 +33,6 @@ POS_RESIZES = ('scale_factor', 'size')
 TINY_MODEL = 'ov-eva-tiny'
 open_clip.add_model_config(
     Path(__file__).parent / 'model_configs' / f'{TINY_MODEL}.json')
-
-
-def neighbourhood_bias(grid: Tuple[int, int], std: float) -> Tensor:
-    """NACLIP's Gaussian prior: ``exp(-|p_i - p_j|^2 / (2 std^2))`` between
-    patch positions, zero in the row and column of the class token."""
-    h, w = grid
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=torch.float32),
-        torch.arange(w, dtype=torch.float32),
-        indexing='ij')
-    pos = torch.stack([ys.flatten(), xs.flatten()], dim=1)
-    gauss = torch.exp(-torch.cdist(pos, pos).pow(2) / (2 * std**2))
-    return F.pad(gauss, (1, 0, 1, 0))
 
 
 class AxisFit(NamedTuple):
@@ -68,35 +57,6 @@ def fit_axis(size: int, patch: int, mode: str) -> AxisFit:
     missing = -size % patch
     before = missing // 2 if mode == 'pad_centre' else 0
     return AxisFit(before, missing - before, size + missing, before)
-
-
-def variant_attention(q: Tensor,
-                      k: Tensor,
-                      v: Tensor,
-                      variant: str,
-                      grid: Tuple[int, int],
-                      gaussian_std: float = 5.0) -> Tensor:
-    """Token mixing of the last block; q, k, v are (B, heads, N, head_dim).
-
-    vanilla:   out = v                              (MaskCLIP)
-    sclip:     softmax(q q^T s) + softmax(k k^T s)  (correlative attention)
-    clearclip: softmax(q q^T s)
-    naclip:    softmax(k k^T s + G)                  (G: neighbourhood_bias)
-    """
-    if variant == 'vanilla':
-        return v
-    scale = q.shape[-1]**-0.5
-    if variant == 'sclip':
-        attn = (q @ q.transpose(-2, -1) * scale).softmax(-1) + \
-            (k @ k.transpose(-2, -1) * scale).softmax(-1)
-    elif variant == 'clearclip':
-        attn = (q @ q.transpose(-2, -1) * scale).softmax(-1)
-    elif variant == 'naclip':
-        bias = neighbourhood_bias(grid, gaussian_std).to(q)
-        attn = (k @ k.transpose(-2, -1) * scale + bias).softmax(-1)
-    else:
-        raise ValueError(f'unknown variant {variant!r}; use one of {VARIANTS}')
-    return attn @ v
 
 
 def cpu_has_bf16() -> bool:
@@ -238,6 +198,17 @@ def round_like_openai(model: torch.nn.Module) -> None:
                     tensor.copy_(tensor.half())
 
 
+def check_choice(knob: str, value, choices: Sequence[str]) -> None:
+    """``model.clip.<knob>`` must be one of ``choices``; else a ValueError
+    naming the closest."""
+    if value not in choices:
+        import difflib
+        close = difflib.get_close_matches(str(value), choices, 1)
+        hint = f' (did you mean {close[0]!r}?)' if close else ''
+        raise ValueError(f'unknown model.clip.{knob} {value!r}'
+                         f'{hint}; use one of {tuple(choices)}')
+
+
 def check_model_name(name: str) -> None:
     if name not in open_clip.list_models() and ':' not in name:
         import difflib
@@ -348,15 +319,13 @@ def create_clip_model(name: str,
     return model
 
 
-@MODELS.register_module()
-class DenseCLIPEncoder(BaseModule):
-    """Per-patch CLIP embeddings and text embeddings from one open_clip model.
+class CLIPTower(BaseModule):
+    """Per-patch CLIP embeddings and text embeddings from one open_clip
+    model; the last block is the backend's (``_dense``).
 
     Args:
         name: open_clip model name, e.g. ``'ViT-B-16'`` or ``'ov-eva-tiny'``.
         pretrained: open_clip tag, local weights file, or None (random).
-        variant: last-block variant, one of ``VARIANTS``.
-        gaussian_std: NACLIP's neighbourhood standard deviation, in patches.
         quick_gelu: the MLP activation the weights were trained with; None
             follows the tag or the file (see ``file_quick_gelu``).
         fp16_weights: round the loaded weights as OpenAI's loader does
@@ -386,8 +355,6 @@ class DenseCLIPEncoder(BaseModule):
     def __init__(self,
                  name: str,
                  pretrained: Optional[str] = None,
-                 variant: str = 'naclip',
-                 gaussian_std: float = 5.0,
                  autocast: str = 'auto',
                  quick_gelu: Optional[bool] = None,
                  fp16_weights: Optional[bool] = None,
@@ -396,19 +363,12 @@ class DenseCLIPEncoder(BaseModule):
                  cache_dir: Optional[str] = None,
                  init_cfg=None):
         super().__init__(init_cfg)
-        for knob, value, choices in (('variant', variant, VARIANTS),
-                                     ('autocast', autocast, AUTOCAST),
+        for knob, value, choices in (('autocast', autocast, AUTOCAST),
                                      ('patch_fit', patch_fit, PATCH_FITS),
                                      ('pos_resize', pos_resize, POS_RESIZES)):
-            if value not in choices:
-                import difflib
-                close = difflib.get_close_matches(str(value), choices, 1)
-                hint = f' (did you mean {close[0]!r}?)' if close else ''
-                raise ValueError(f'unknown model.clip.{knob} {value!r}'
-                                 f'{hint}; use one of {choices}')
+            check_choice(knob, value, choices)
         self.autocast = autocast
         self.name, self.pretrained = name, pretrained
-        self.variant, self.gaussian_std = variant, gaussian_std
         self.patch_fit, self.pos_resize = patch_fit, pos_resize
         self.cache_dir = cache_dir
         check_model_name(name)
@@ -544,6 +504,15 @@ class DenseCLIPEncoder(BaseModule):
         return self._cast_tower[1]
 
     def _dense(self, images: Tensor, visual: torch.nn.Module) -> Tensor:
+        """(B, D, h, w) L2-normalised patch embeddings of ``images`` with
+        the image tower ``visual``: the backend's last block."""
+        raise NotImplementedError
+
+    def _tokens(self, images: Tensor,
+                visual: torch.nn.Module) -> Tuple[Tensor, Tuple[int, int]]:
+        """The (B, 1 + h * w, C) tokens that enter the last block (batch
+        first, class token first) and the patch grid (h, w), from images
+        padded or truncated by ``fit``."""
         rows, cols = self.fit(*images.shape[-2:])
         images = F.pad(
             images,
@@ -562,27 +531,29 @@ class DenseCLIPEncoder(BaseModule):
         for block in transformer.resblocks[:-1]:
             x = block(x)
         x = x if batch_first else x.transpose(0, 1)
-        x = self._last_block(transformer.resblocks[-1], x, grid)
+        return x, grid
 
-        x = visual.ln_post(x[:, 1:])
+    @staticmethod
+    def _embed(visual: torch.nn.Module, x: Tensor, grid: Tuple[int,
+                                                               int]) -> Tensor:
+        """(B, h * w, C) patch tokens out of the last block -> (B, D, h, w)
+        L2-normalised float32 embeddings (``ln_post`` and ``proj``)."""
+        x = visual.ln_post(x)
         if visual.proj is not None:
             x = x @ visual.proj
         x = F.normalize(x.float(), dim=-1)
         return x.transpose(1, 2).reshape(x.shape[0], -1, *grid)
 
-    def _last_block(self, block, x: Tensor, grid: Tuple[int, int]) -> Tensor:
+    @staticmethod
+    def _qkv(block, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """q, k, v (B, heads, N, head_dim) of the last block's attention on
+        its normalised input ``ln_1(x)``."""
         attn = block.attn
-        batch, tokens, width = x.shape
-        heads = attn.num_heads
+        batch, tokens, _ = x.shape
         qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
-        q, k, v = qkv.reshape(batch, tokens, 3, heads,
+        q, k, v = qkv.reshape(batch, tokens, 3, attn.num_heads,
                               -1).permute(2, 0, 3, 1, 4)
-        out = variant_attention(q, k, v, self.variant, grid, self.gaussian_std)
-        out = attn.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))
-        if self.variant == 'sclip':  # SCLIP keeps the residual and the FFN
-            x = x + block.ls_1(out)
-            return x + block.ls_2(block.mlp(block.ln_2(x)))
-        return out
+        return q, k, v
 
     @torch.no_grad()
     def encode_text(self,
@@ -652,3 +623,17 @@ class DenseCLIPEncoder(BaseModule):
             digest.update(str(tuple(tensor.shape)).encode())
             digest.update(flat[::step].float().cpu().numpy().tobytes())
         return digest.hexdigest()[:16]
+
+
+_MOVED = ('VARIANTS', 'DenseCLIPEncoder', 'neighbourhood_bias',
+          'variant_attention')
+
+
+def __getattr__(name: str):
+    """The last-block variants (MaskCLIP, SCLIP, ClearCLIP, NACLIP) are one
+    backend, ``ov_eva.backends.clip_variants``; their names still import
+    from here."""
+    if name in _MOVED:
+        from .backends import clip_variants
+        return getattr(clip_variants, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

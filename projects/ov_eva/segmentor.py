@@ -21,6 +21,7 @@ predicts what its official code predicts.
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor, EncoderDecoder
@@ -31,7 +32,7 @@ from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor
 
 from . import scoring
-from .registry import build_vocabulary
+from .registry import build_backend, build_vocabulary
 from .text_bank import ClassSpec, TextBank, load_classes
 
 
@@ -40,8 +41,11 @@ class OVEVASegmentor(EncoderDecoder):
     """Training-free open-vocabulary segmentor.
 
     Args:
-        clip: config of the dense CLIP encoder (``DenseCLIPEncoder`` keys:
-            ``name``, ``pretrained``, ``variant``, ...).
+        clip: config of the dense-feature backend (``ov_eva.backends``):
+            ``type`` (default ``'DenseCLIPEncoder'``, the CLIP last-block
+            variants; ``'ProxyCLIPEncoder'``; ``'CorrCLIPEncoder'``, which
+            takes region masks, see ``_input_masks``) and its keys:
+            ``name``, ``pretrained``, ``variant``, ...
         classes: class file path, shipped class-file name (``'ade20k'``),
             a list of classes, each ``'name, synonym, ...'``, None: the
             test dataset's classes (``DatasetClassesHook``), or ``'auto'``:
@@ -115,7 +119,7 @@ class OVEVASegmentor(EncoderDecoder):
         # we keep only its inference methods.
         BaseSegmentor.__init__(
             self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.clip = MODELS.build({'type': 'DenseCLIPEncoder', **clip})
+        self.clip = build_backend(clip)
         self.bg_idx = bg_idx
         self.register_buffer(
             'query_class', torch.zeros(0, dtype=torch.long), persistent=False)
@@ -140,6 +144,11 @@ class OVEVASegmentor(EncoderDecoder):
         self._query_embeddings: Optional[Tensor] = None
         self._term_embeddings: Optional[Tensor] = None  # of the batch
         self._reports: List[list] = []  # of the batch, for predict()
+        # region masks of the batch, for backends that take them (CorrCLIP):
+        # at the input size while inferring, at the original size for the
+        # map correction after the decision
+        self._guides: Optional[Tensor] = None
+        self._region_masks: Optional[List[Tensor]] = None
         self.vocabulary = build_vocabulary(vocabulary)
         if self.vocabulary is not None:
             self.vocabulary.bind(self.clip)
@@ -341,16 +350,22 @@ class OVEVASegmentor(EncoderDecoder):
             self._query_embeddings = self.text_bank.embed(self.queries)
         return self._query_embeddings.to(self.query_class.device)
 
-    def extract_feat(self, inputs: Tensor) -> Tensor:
-        """(B, 3, H, W) -> (B, D, h, w) L2-normalised dense CLIP features."""
-        return self.clip(inputs)
+    def extract_feat(self,
+                     inputs: Tensor,
+                     guides: Optional[Tensor] = None) -> Tensor:
+        """(B, 3, H, W) -> (B, D, h, w) L2-normalised dense CLIP features;
+        ``guides``: the (B, 1, H, W) region masks of backends that take
+        them (``clip.needs_region_masks``)."""
+        if guides is None:
+            return self.clip(inputs)
+        return self.clip(inputs, guides)
 
     def encode_decode(self, inputs: Tensor,
                       batch_img_metas: List[dict]) -> Tensor:
         """Logits (B, Q [+ U], H, W) for a batch of images or windows: the
         Q query (class synonym) scores and, while a batch's vocabulary is
         active, the U term scores ``S_t``."""
-        logits = self.patch_logits(inputs)
+        logits = self.patch_logits(inputs, self._guides)
         rows, cols = self.clip.fit(*inputs.shape[-2:])
         # channels-last: upsampling and every later per-pixel pass over the
         # queries run ~1.5-3x faster on CPU (same values, other layout)
@@ -362,10 +377,12 @@ class OVEVASegmentor(EncoderDecoder):
         return logits[..., rows.offset:rows.offset + inputs.shape[-2],
                       cols.offset:cols.offset + inputs.shape[-1]]
 
-    def patch_logits(self, inputs: Tensor) -> Tensor:
+    def patch_logits(self,
+                     inputs: Tensor,
+                     guides: Optional[Tensor] = None) -> Tensor:
         """``encode_decode``'s logits before upsampling: (B, Q [+ U], h, w)
         at the patch grid of the inputs (see ``DenseCLIPEncoder.fit``)."""
-        features = self.extract_feat(inputs)
+        features = self.extract_feat(inputs, guides)
         text = self.query_embeddings()
         if self._term_embeddings is not None:
             text = torch.cat([text, self._term_embeddings.to(text.device)])
@@ -404,7 +421,11 @@ class OVEVASegmentor(EncoderDecoder):
                 inputs[:, :, y:y + window[0], x:x + window[1]]
                 for y, x in boxes[start:start + per_forward]
             ])
-            chunks.append(self.patch_logits(crops))
+            guides = None if self._guides is None else torch.cat([
+                self._guides[:, :, y:y + window[0], x:x + window[1]]
+                for y, x in boxes[start:start + per_forward]
+            ])
+            chunks.append(self.patch_logits(crops, guides))
         logits = torch.cat(chunks)  # (windows * B, K, h, w)
         rows, cols = self.clip.fit(*window)
         return scoring.merge_windows(
@@ -415,10 +436,38 @@ class OVEVASegmentor(EncoderDecoder):
     def inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         """Query logits (B, Q, H, W) at the input's resolution: mmseg's
         whole/slide inference, then the vocabulary head per image. PAMR and
-        the decision follow at the original size (``postprocess_result``)."""
-        if not self.uses_vocabulary:
-            return super().inference(inputs, batch_img_metas)
-        return self._vocabulary_inference(inputs, batch_img_metas)
+        the decision follow at the original size (``postprocess_result``).
+        Backends that take region masks get them cropped with the windows;
+        the masks at the original size stay for the decision's map
+        correction."""
+        self._guides = self._input_masks(inputs, batch_img_metas)
+        try:
+            if not self.uses_vocabulary:
+                return super().inference(inputs, batch_img_metas)
+            return self._vocabulary_inference(inputs, batch_img_metas)
+        finally:
+            self._guides = None
+
+    def _input_masks(self, inputs: Tensor,
+                     batch_img_metas: List[dict]) -> Optional[Tensor]:
+        """The backend's region masks (``clip.region_masks``) of each image,
+        kept at the original size for the decision, resized (nearest) to
+        the input image and padded as the batch: (B, 1, H, W); None for
+        backends without masks."""
+        self._region_masks = None
+        if not getattr(self.clip, 'needs_region_masks', False):
+            return None
+        masks = self.clip.region_masks(batch_img_metas)
+        self._region_masks = masks
+        guides = torch.zeros((len(masks), 1, *inputs.shape[-2:]),
+                             dtype=torch.int32,
+                             device=inputs.device)
+        for i, (mask, meta) in enumerate(zip(masks, batch_img_metas)):
+            size = tuple(meta.get('img_shape', inputs.shape[-2:])[:2])
+            mask = F.interpolate(
+                mask[None, None].float(), size=size, mode='nearest')
+            guides[i, :, :size[0], :size[1]] = mask[0].int().to(inputs.device)
+        return guides
 
     def _vocabulary_inference(self, inputs: Tensor,
                               batch_img_metas: List[dict]) -> Tensor:
@@ -531,8 +580,11 @@ class OVEVASegmentor(EncoderDecoder):
                     padding_size=[0, 0, 0, 0])
             ] * inputs.shape[0]
         self._reports = []
-        seg_logits = self.inference(inputs, batch_img_metas)
-        samples = self.postprocess_result(seg_logits, data_samples, inputs)
+        try:
+            seg_logits = self.inference(inputs, batch_img_metas)
+            samples = self.postprocess_result(seg_logits, data_samples, inputs)
+        finally:
+            self._region_masks = None
         for sample, report in zip(samples, self._reports):
             sample.set_metainfo(dict(ov_eva_vocabulary=report))
         self._reports = []
@@ -593,6 +645,9 @@ class OVEVASegmentor(EncoderDecoder):
                                                   self.num_classes,
                                                   self.prob_thd, self.area_thd,
                                                   self.bg_idx)
+            if self._region_masks is not None:  # e.g. CorrCLIP's
+                pred = self.clip.correct(pred,
+                                         self._region_masks[i].to(pred.device))
             sample.set_data(
                 dict(
                     seg_logits=PixelData(data=scores),
