@@ -519,3 +519,27 @@ def test_sam_and_sam2_sources_label_every_kept_mask(tmp_path, kind, name):
     copy = tmp_path / 'copy.jpg'  # same bytes, other name: same key
     copy.write_bytes(image.read_bytes())
     assert source.key(str(copy)) == source.key(str(image))
+
+
+def test_region_masks_follow_the_tta_flip():
+    """Under ``--tta`` the image arrives flipped after resizing: its region
+    masks (read unflipped from the source) must be flipped the same way
+    before the windows are cut, or the scopes cover the wrong patches."""
+    from types import SimpleNamespace
+
+    from ov_eva.segmentor import OVEVASegmentor
+    mask = torch.arange(12, dtype=torch.int32).reshape(3, 4)
+    backend = SimpleNamespace(
+        needs_region_masks=True, region_masks=lambda metas: [mask] * 3)
+    owner = SimpleNamespace(clip=backend, _region_masks=None)
+    metas = [
+        dict(img_shape=(3, 4)),
+        dict(img_shape=(3, 4), flip=True, flip_direction='horizontal'),
+        dict(img_shape=(3, 4), flip=True, flip_direction='vertical')
+    ]
+    guides = OVEVASegmentor._input_masks(owner, torch.zeros(3, 3, 5, 6), metas)
+    assert guides.shape == (3, 1, 5, 6)
+    assert torch.equal(guides[0, 0, :3, :4], mask)
+    assert torch.equal(guides[1, 0, :3, :4], mask.flip(-1))
+    assert torch.equal(guides[2, 0, :3, :4], mask.flip(-2))
+    assert owner._region_masks[1] is mask  # the decision's stay unflipped

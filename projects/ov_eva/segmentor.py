@@ -466,6 +466,10 @@ class OVEVASegmentor(EncoderDecoder):
             size = tuple(meta.get('img_shape', inputs.shape[-2:])[:2])
             mask = F.interpolate(
                 mask[None, None].float(), size=size, mode='nearest')
+            if meta.get('flip'):  # TTA flips the image after resizing it
+                mask = mask.flip(
+                    dims=(-1 if meta.get('flip_direction') ==
+                          'horizontal' else -2, ))
             guides[i, :, :size[0], :size[1]] = mask[0].int().to(inputs.device)
         return guides
 
