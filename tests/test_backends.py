@@ -289,3 +289,23 @@ def test_every_proxyclip_config_builds_with_tiny_models():
         assert model.clip.pad_multiple == 56
         assert (model.clip.beta, model.clip.gamma) == (1.2, 3.0)
         assert (model.vocabulary is not None) == ('oveva_' in path)
+
+
+def test_a_mistyped_proxyclip_setting_answers_in_one_line(tmp_path):
+    proc = run_cli(
+        'tools/test.py',
+        'configs/baselines/proxyclip_vitb16_ade.py',
+        '--work-dir',
+        tmp_path,
+        '--cfg-options',
+        *TINY,
+        *TINY_VFM,
+        'model.clip.betta=1.0',
+        check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [
+        line for line in proc.stderr.splitlines() if line.startswith('error:')
+    ]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert ("model.clip.betta: ProxyCLIPEncoder has no setting 'betta' "
+            '(did you mean beta?)') in lines[0]

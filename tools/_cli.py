@@ -121,8 +121,8 @@ def _parameters(cls_name: str) -> List[str]:
 def _registries():
     from mmseg.registry import DATASETS, HOOKS, MODELS, TRANSFORMS
 
-    from ov_eva.registry import VOCABULARIES
-    return [MODELS, DATASETS, HOOKS, TRANSFORMS, VOCABULARIES]
+    from ov_eva.registry import BACKENDS, VOCABULARIES
+    return [MODELS, DATASETS, HOOKS, TRANSFORMS, VOCABULARIES, BACKENDS]
 
 
 def _registered(registry: str) -> List[str]:
