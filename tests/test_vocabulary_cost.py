@@ -403,3 +403,26 @@ def test_batch_killed_around_its_creation_is_found_or_made_once(
     assert again.new == 3
     assert len(ids) == len(set(ids)) == 9  # no request in two batches
     assert vocab.cache.batches(open_only=True) == []
+
+
+def test_val_set_bills_from_the_tool(tmp_path):
+    """tools/vocabulary_cost.py (the README's val-set table), run from
+    another folder: a row per benchmark, batch at half the online price."""
+    tool = str(REPO / 'tools' / 'vocabulary_cost.py')
+    proc = subprocess.run([sys.executable, tool, '--detail', 'low'],
+                          cwd=tmp_path,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [
+        line for line in proc.stdout.splitlines()
+        if re.match(r'\| .+ \([\d,]+\) \| \d+x\d+ \|', line)
+    ]
+    assert len(rows) == 8, proc.stdout
+    for row in rows:
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        assert cells[2] == '85'  # detail=low: 85 tokens per image
+        online, batch = (
+            float(v.strip(' $').replace(',', '')) for v in cells[4].split('/'))
+        assert online > 0 and batch == pytest.approx(online / 2, abs=0.01)

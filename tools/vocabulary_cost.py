@@ -13,8 +13,11 @@ the shipped table's (its date is printed).
 """
 import argparse
 import os
+from pathlib import Path
 
 from _cli import UserError, add_debug_flag, run
+
+CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 
 # val-set size and usual image size (width, height) of each benchmark
 BENCHMARKS = {
@@ -75,7 +78,7 @@ def main(argv=None):
           '$ bound (output at max_tokens) online / batch |')
     print('|---|---|---|---|---|---|')
     for name, (title, count, (width, height)) in BENCHMARKS.items():
-        cfg = Config.fromfile(f'configs/oveva_vitb16_{name}.py')
+        cfg = Config.fromfile(CONFIGS / f'oveva_vitb16_{name}.py')
         classes = load_classes(cfg.model.classes)
         one = source.estimate([np.zeros((height, width, 3), np.uint8)],
                               classes)
