@@ -83,3 +83,17 @@ def test_benchmark_times_corrclip_stages():
         r'^ratio corrclip_vitb16_voc20/naclip_vitb16_voc20: ([\d.]+)$',
         out.stdout, re.M)
     assert ratio and float(ratio.group(1)) > 0
+
+
+def test_page_latency_benchmark():
+    """tools/benchmark_app.py: the page (a real tools/app.py process, asked
+    through gradio_client) beside the same segmentation in-process."""
+    out = run_cli('tools/benchmark_app.py', '--rounds', '1', '--cfg-options',
+                  'model.clip.name=ov-eva-tiny', 'model.clip.pretrained=None',
+                  NO_PAMR)
+    rows = re.findall(
+        r'^(5 classes typed|no classes \(lexicon\)): page ([\d.]+) s, '
+        r'in-process ([\d.]+) s, ratio ([\d.]+)$', out.stdout, re.M)
+    assert [r[0] for r in rows] == ['5 classes typed', 'no classes (lexicon)']
+    assert all(float(v) > 0 for r in rows for v in r[1:]), out.stdout
+    assert 'PAMR off' in out.stdout

@@ -75,7 +75,6 @@ def main():
         help='key=value settings for both (default: random weights)')
     args = parser.parse_args()
     options = list(args.cfg_options)
-    sys.path.insert(0, str(REPO / 'tools'))
     from gradio_client import Client, handle_file
     from mmengine.config import DictAction
 
