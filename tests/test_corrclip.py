@@ -525,21 +525,24 @@ def test_region_masks_follow_the_tta_flip():
     """Under ``--tta`` the image arrives flipped after resizing: its region
     masks (read unflipped from the source) must be flipped the same way
     before the windows are cut, or the scopes cover the wrong patches."""
-    from types import SimpleNamespace
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
 
-    from ov_eva.segmentor import OVEVASegmentor
+    from ov_eva.windows import masks_at_input
     mask = torch.arange(12, dtype=torch.int32).reshape(3, 4)
-    backend = SimpleNamespace(
-        needs_region_masks=True, region_masks=lambda metas: [mask] * 3)
-    owner = SimpleNamespace(clip=backend, _region_masks=None)
-    metas = [
-        dict(img_shape=(3, 4)),
-        dict(img_shape=(3, 4), flip=True, flip_direction='horizontal'),
-        dict(img_shape=(3, 4), flip=True, flip_direction='vertical')
-    ]
-    guides = OVEVASegmentor._input_masks(owner, torch.zeros(3, 3, 5, 6), metas)
+    samples = []
+    for meta in [
+            dict(img_shape=(3, 4)),
+            dict(img_shape=(3, 4), flip=True, flip_direction='horizontal'),
+            dict(img_shape=(3, 4), flip=True, flip_direction='vertical')
+    ]:
+        sample = SegDataSample(metainfo=meta)
+        sample.region_masks = PixelData(data=mask[None])
+        samples.append(sample)
+    guides = masks_at_input(samples, torch.zeros(3, 3, 5, 6))
     assert guides.shape == (3, 1, 5, 6)
     assert torch.equal(guides[0, 0, :3, :4], mask)
     assert torch.equal(guides[1, 0, :3, :4], mask.flip(-1))
     assert torch.equal(guides[2, 0, :3, :4], mask.flip(-2))
-    assert owner._region_masks[1] is mask  # the decision's stay unflipped
+    # the decision's stay unflipped, at the original size
+    assert torch.equal(samples[1].region_masks.data[0], mask)

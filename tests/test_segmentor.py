@@ -55,7 +55,8 @@ def test_batch_of_two_equals_one_by_one(tiny_segmentor_cfg, test_cfg):
 def test_output_shapes(tiny_segmentor_cfg, test_cfg, size):
     model = build(tiny_segmentor_cfg, test_cfg=test_cfg)
     with torch.no_grad():
-        logits = model.inference(torch.randn(1, 3, *size), metas(1, size))
+        logits = model.inference(
+            torch.randn(1, 3, *size), model.class_bank.query_set().embeddings)
         out = model.predict(torch.randn(1, 3, *size), samples(1, (60, 80)))
     assert logits.shape == (1, 4, *size)  # a channel per class synonym
     assert out[0].pred_sem_seg.shape == (60, 80)  # resized to ori_shape
@@ -66,11 +67,10 @@ def test_output_shapes(tiny_segmentor_cfg, test_cfg, size):
 def test_slide_differs_from_whole(tiny_segmentor_cfg):
     image = torch.randn(1, 3, 224, 448)
     with torch.no_grad():
-        whole = build(tiny_segmentor_cfg).inference(image,
-                                                    metas(1, (224, 448)))
-        slide = build(
-            tiny_segmentor_cfg,
-            test_cfg=SLIDE).inference(image, metas(1, (224, 448)))
+        whole, slide = (build(tiny_segmentor_cfg, test_cfg=cfg)
+                        for cfg in (dict(mode='whole'), SLIDE))
+        text = whole.class_bank.query_set().embeddings
+        whole, slide = whole.inference(image, text), slide.inference(image, text)
     assert not torch.allclose(whole, slide)
 
 
@@ -82,9 +82,10 @@ def test_every_synonym_is_a_query(tiny_segmentor_cfg):
     with torch.no_grad():
         logits = model.encode_decode(image, None)
         feats = model.extract_feat(image)[0, :, 0, 0]
-        texts = model.text_bank.embed(['sky', 'wall', 'brick wall', 'cat'])
+        texts = model.class_bank.text_bank.embed(
+            ['sky', 'wall', 'brick wall', 'cat'])
         out = model.predict(image, samples(1, (16, 16)))[0]
-    want = model.logit_scale * (texts @ feats)
+    want = model.clip.logit_scale * (texts @ feats)
     torch.testing.assert_close(logits[0, :, 0, 0], want)
     probs = want.softmax(0)
     class_probs = torch.stack([probs[0], probs[1:3].max(), probs[3]])
@@ -238,14 +239,24 @@ def test_batch_of_images_with_their_own_vocabularies(tiny_segmentor_cfg,
             'a cat on a sofa': 2
         },
     }
-    model.image_vocabulary = lambda meta: per_image[meta['img_path']]
+    names = ['sky', 'wall', 'cat']
+
+    def with_terms(batch):  # a caller's own terms travel in the samples
+        for sample in batch:
+            vocab = per_image[sample.img_path]
+            sample.set_metainfo(
+                dict(ov_eva_terms=[(t, names[k] if k >= 0 else None)
+                                   for t, k in vocab.items()]))
+        return batch
+
     images = torch.randn(2, 3, 96, 128)
     with torch.no_grad():
-        batch = model.predict(images, samples_with_paths(2, (96, 128)))
+        batch = model.predict(images,
+                              with_terms(samples_with_paths(2, (96, 128))))
         for i in range(2):
             alone = samples_with_paths(1, (96, 128))
             alone[0].set_metainfo(dict(img_path=f'image_{i}.jpg'))
-            single = model.predict(images[i:i + 1], alone)[0]
+            single = model.predict(images[i:i + 1], with_terms(alone))[0]
             torch.testing.assert_close(
                 batch[i].seg_logits.data,
                 single.seg_logits.data,
@@ -267,20 +278,24 @@ def test_pamr_refines_at_the_original_size(tiny_segmentor_cfg):
         tiny_segmentor_cfg, test_cfg=SLIDE, vocabulary=STATIC, prob_thd=0.3)
     plain = build(cfg)
     refined = build(cfg, pamr=dict(num_iter=3, dilations=[1, 2]))
-    assert refined.pamr == dict(num_iter=3, dilations=(1, 2))
-    assert build(cfg, pamr=dict()).pamr == dict(num_iter=10, dilations=(8, 16))
-    assert build(cfg, pamr=dict(num_iter=0)).pamr is None  # 0 steps: off
+    assert refined.decode_head.pamr == dict(num_iter=3, dilations=(1, 2))
+    assert build(cfg, pamr=dict()).decode_head.pamr == dict(
+        num_iter=10, dilations=(8, 16))
+    assert build(cfg, pamr=dict(num_iter=0)).decode_head.pamr is None
     image = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
-        logits = plain.inference(
-            image, [s.metainfo for s in samples_with_paths(1, (96, 128))])
+        inputs = samples_with_paths(1, (96, 128))
+        plain.attach_image_data(inputs)
+        logits = plain.seg_logits(image, inputs,
+                                  plain.class_bank.query_set())[0]
         got = refined.predict(image, samples_with_paths(1, (120, 150)))[0]
         unrefined = plain.predict(image, samples_with_paths(1, (120, 150)))[0]
     ori = (120, 150)
     expected = scoring.pamr(
         resize(image, ori, mode='bilinear', align_corners=False),
         resize(logits, ori, mode='bilinear', align_corners=False), 3, (1, 2))
-    scores, labels = scoring.decide(expected[0], plain.query_class, 3, 0.3)
+    query_class = plain.class_bank.query_set().query_class
+    scores, labels = scoring.decide(expected[0], query_class, 3, 0.3)
     torch.testing.assert_close(got.seg_logits.data, scores)
     assert torch.equal(got.pred_sem_seg.data[0], labels)
     assert not torch.equal(got.pred_sem_seg.data, unrefined.pred_sem_seg.data)
@@ -296,7 +311,7 @@ def test_pamr_refines_at_the_original_size(tiny_segmentor_cfg):
         ori,
         mode='bilinear',
         align_corners=False)
-    scores, labels = scoring.decide(expected[0], plain.query_class, 3, 0.3)
+    scores, labels = scoring.decide(expected[0], query_class, 3, 0.3)
     torch.testing.assert_close(got.seg_logits.data, scores)
     assert torch.equal(got.pred_sem_seg.data[0], labels)
 
@@ -306,10 +321,10 @@ def test_terms_are_encoded_once(tiny_segmentor_cfg):
     with torch.no_grad():
         model.predict(
             torch.randn(1, 3, 64, 64), samples_with_paths(1, (64, 64)))
-        first = model.term_bank.encoded_count
+        first = model.class_bank.term_bank.encoded_count
         model.predict(
             torch.randn(1, 3, 64, 64), samples_with_paths(1, (64, 64)))
-    assert first == 6 and model.term_bank.encoded_count == 6
+    assert first == 6 and model.class_bank.term_bank.encoded_count == 6
 
 
 def test_head_off_is_the_baseline(tiny_segmentor_cfg):
@@ -331,6 +346,8 @@ def test_batched_slide_equals_mmseg_slide(tiny_segmentor_cfg, size,
                                           batch_windows, fit):
     """Windows that are not whole patches (the image smaller than the
     crop) go through the encoder's patch fit in both."""
+    from types import SimpleNamespace
+
     from mmseg.models.segmentors import EncoderDecoder
     model = build(
         tiny_segmentor_cfg,
@@ -342,9 +359,15 @@ def test_batched_slide_equals_mmseg_slide(tiny_segmentor_cfg, size,
             batch_windows=batch_windows))
     images = torch.randn(2, 3, *size)
     with torch.no_grad():
-        ours = model.slide_inference(images, metas(2, size))
-        model.out_channels = len(model.queries)  # mmseg sizes its buffer so
-        mmseg = EncoderDecoder.slide_inference(model, images, metas(2, size))
+        queries = model.class_bank.query_set()
+        ours = model.inference(images, queries.embeddings)
+        # mmseg's loop over our whole-image logits, a channel per query
+        reference = SimpleNamespace(
+            test_cfg=model.test_cfg,
+            out_channels=len(queries.queries),
+            encode_decode=model.encode_decode)
+        mmseg = EncoderDecoder.slide_inference(reference, images,
+                                               metas(2, size))
     torch.testing.assert_close(ours, mmseg, atol=1e-4, rtol=1e-5)
 
 
@@ -361,7 +384,8 @@ def test_huge_outputs_are_post_processed_in_bands(tiny_segmentor_cfg, flip):
         area_thd=0.05,
         test_cfg=dict(mode='whole', max_output_logits=1000))
     torch.manual_seed(1)
-    logits = torch.randn(2, len(model.queries), 40, 50) * 2
+    queries = model.class_bank.query_set()
+    logits = torch.randn(2, len(queries.queries), 40, 50) * 2
     expected, got = samples(2, (150, 170)), samples(2, (150, 170))
     normal = samples(2, (150, 170))
     for sample in expected + got + normal:  # padded bottom and right
@@ -373,14 +397,30 @@ def test_huge_outputs_are_post_processed_in_bands(tiny_segmentor_cfg, flip):
     # mmseg's own post-processing (unpad, unflip, resize), then the decision
     # is the reference of both paths
     BaseSegmentor.postprocess_result(model, logits.clone(), expected)
-    model.postprocess_result(logits.clone(), normal)
-    banded.postprocess_result(logits.clone(), got)
+    decide(model, logits, normal)
+    decide(banded, logits, got)
     for ref, ours, out in zip(expected, normal, got):
-        scores, labels = scoring.decide(ref.seg_logits.data, model.query_class,
-                                        3, 0.3, 0.05)
+        scores, labels = scoring.decide(ref.seg_logits.data,
+                                        queries.query_class, 3, 0.3, 0.05)
         assert torch.equal(ours.pred_sem_seg.data[0], labels)
         torch.testing.assert_close(ours.seg_logits.data, scores)
         assert torch.equal(out.pred_sem_seg.data[0], labels)
         # logits stay at the working resolution, unpadded
         assert out.seg_logits.data.shape == (model.num_classes, 36, 44)
         assert ours.seg_logits.data.shape == (model.num_classes, 150, 170)
+
+
+def decide(model, logits, samples):
+    """The segmentor's post-processing of (B, Q, h, w) logits: unpadded,
+    unflipped, then the head's decision at the original size."""
+    from ov_eva.windows import unpad_unflip
+    limits = dict(max_output_logits=model.test_cfg.get(
+        'max_output_logits', 2**28))
+    for i, sample in enumerate(samples):
+        scores, pred = model.decode_head.decide(
+            unpad_unflip(logits[i:i + 1], sample.metainfo),
+            model.class_bank.query_set(), sample.ori_shape, **limits)
+        sample.set_data(
+            dict(
+                seg_logits=PixelData(data=scores),
+                pred_sem_seg=PixelData(data=pred[None])))

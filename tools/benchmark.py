@@ -100,14 +100,14 @@ def build(cfg, vocabulary, device):
     model = init_model(cfg, device=device)
     timer = StageTimer()
     timer.wrap(model.clip, 'forward', 'image encoding')
-    timer.wrap(model.text_bank, 'embed', 'text encoding')
-    timer.wrap(model.term_bank, 'embed', 'text encoding')
+    timer.wrap(model.class_bank.text_bank, 'embed', 'text encoding')
+    timer.wrap(model.class_bank.term_bank, 'embed', 'text encoding')
     if model.vocabulary is not None:
         timer.wrap(model.vocabulary, 'fetch', 'vocabulary lookup')
-    if model.head is not None:
-        timer.wrap(model.head, 'forward', 'refinement')
+    if model.uses_vocabulary:
+        timer.wrap(model.decode_head, 'forward', 'refinement')
     # resizing to the original image, PAMR there, the decision
-    timer.wrap(model, 'postprocess_result', 'post-processing')
+    timer.wrap(model.decode_head, 'decide', 'post-processing')
     return model, timer
 
 
@@ -258,9 +258,12 @@ def build_base(path, options, vfm, device, masks=None):
     model = init_model(cfg, device=device)
     timer = StageTimer()
     clip = model.clip
-    if hasattr(clip, 'timed_stages'):  # e.g. CorrCLIP
-        for owner, attribute, stage in clip.timed_stages():
-            timer.wrap(owner, attribute, stage)
+    if hasattr(clip, 'mask_source'):  # CorrCLIP's stages, none in another
+        timer.wrap(clip, '_vfm', 'VFM tower')
+        timer.wrap(clip, '_correlation', 'correlation')
+        timer.wrap(clip, '_branches', 'CLIP tower (three branches)')
+        if clip.mask_source is not None:  # before the features
+            timer.wrap(clip.mask_source, 'get', 'mask generation')
     elif hasattr(clip, 'vfm_forward'):
         timer.wrap(clip, '_tokens', 'CLIP tower (to the last block)')
         timer.wrap(clip, 'vfm_forward', 'VFM tower')
@@ -268,8 +271,8 @@ def build_base(path, options, vfm, device, masks=None):
     else:
         timer.wrap(clip, '_tokens', 'CLIP tower (to the last block)')
         timer.wrap(clip, '_last_block', 'last block')
-    timer.wrap(model.text_bank, 'embed', 'text encoding')
-    timer.wrap(model, 'postprocess_result', 'post-processing')
+    timer.wrap(model.class_bank.text_bank, 'embed', 'text encoding')
+    timer.wrap(model.decode_head, 'decide', 'post-processing')
     return model, timer
 
 
@@ -282,7 +285,7 @@ def compare_bases(args, images, device):
         for p in args.bases
     ]
     for model, _ in models:
-        model.query_embeddings()  # class text once, before timing
+        model.class_bank.query_set()  # class text once, before timing
     peaks = []
     for model, timer in models:  # peak memory of each over all images
         with PeakMemory(device) as peak:
@@ -380,7 +383,7 @@ def main():
     # the whole image against the matmul rate of the stage doing most work
     rates['whole image'] = rate[image_dtype]
     start = time.perf_counter()
-    ours.query_embeddings(), base.query_embeddings()
+    ours.class_bank.query_set(), base.class_bank.query_set()
     print(f'class text embeddings (once; cached on disk afterwards): '
           f'{time.perf_counter() - start:.1f} s')
 
@@ -394,7 +397,7 @@ def main():
     print(f'first pass: {cold["total"]:.1f} s, vocabulary lookup '
           f'{cold.get("vocabulary lookup", 0):.1f} s, new-term text '
           f'encoding {cold.get("text encoding", 0):.1f} s for '
-          f'{ours.term_bank.encoded_count} terms (0: all cached by earlier '
+          f'{ours.class_bank.term_bank.encoded_count} terms (0: all cached by earlier '
           f'runs, see $OV_EVA_CACHE); {len(terms)} terms over '
           f'{len(images)} images, {unique} distinct '
           f'({100 * (1 - unique / max(len(terms), 1)):.0f}% repeats)')

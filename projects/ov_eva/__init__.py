@@ -12,8 +12,7 @@ from .datasets import (ClassFileSegDataset, COCOObjectDataset,  # noqa: E402
                        PascalVOC20Dataset)
 from .head import OVEVAHead  # noqa: E402
 from .hooks import DatasetClassesHook, VocabularyPrefetchHook  # noqa: E402
-from .masks import MASK_SOURCES  # noqa: E402
-from .registry import VOCABULARIES  # noqa: E402
+from .registry import MASK_SOURCES, VOCABULARIES  # noqa: E402
 from .segmentor import OVEVASegmentor  # noqa: E402
 from .text_bank import TextBank, read_class_file  # noqa: E402
 

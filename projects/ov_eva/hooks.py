@@ -39,15 +39,16 @@ class DatasetClassesHook(Hook):
 
     def before_test(self, runner) -> None:
         segmentor = find_segmentor(runner.model)
-        if not hasattr(segmentor, 'set_classes'):
+        bank = getattr(segmentor, 'class_bank', None)
+        if bank is None:
             return
         dataset = runner.test_dataloader.dataset
         names = list(dataset.metainfo.get('classes') or [])
         kind = type(dataset).__name__
-        if getattr(segmentor, 'auto_classes', False):
+        if bank.auto:
             if names:  # found names are scored as their nearest classes
                 class_file = getattr(dataset, 'class_file', None)
-                segmentor.set_target_classes(
+                bank.set_classes(
                     read_class_file(class_file
                                     ) if class_file else [[n] for n in names])
                 print_log(
@@ -56,7 +57,7 @@ class DatasetClassesHook(Hook):
                     f'of the test dataset ({kind}) by text similarity',
                     logger='current')
             return
-        if segmentor.classes is None:
+        if bank.classes is None:
             if not names:
                 raise ValueError(
                     f'model.classes is None and the test dataset ({kind}) '
@@ -66,15 +67,15 @@ class DatasetClassesHook(Hook):
             classes = read_class_file(class_file) if class_file else [
                 [name] for name in names
             ]
-            segmentor.set_classes(classes)
+            bank.set_classes(classes)
             print_log(
                 f'model.classes: the {len(classes)} classes of the test '
                 f'dataset ({kind}{f", {class_file}" if class_file else ""})',
                 logger='current')
-        elif names and len(names) != segmentor.num_classes:
+        elif names and len(names) != len(bank.classes):
             raise ValueError(
-                f'model.classes has {segmentor.num_classes} classes '
-                f'({_names(segmentor.classes)}) but the test dataset '
+                f'model.classes has {len(bank.classes)} classes '
+                f'({_names(bank.classes)}) but the test dataset '
                 f'({kind}) has {len(names)} ({_names(names)}): give '
                 'model.classes the dataset\'s classes in its label order, or '
                 'model.classes=None to take them from the dataset')
@@ -123,7 +124,7 @@ class VocabularyPrefetchHook(Hook):
         summary = prefetch(
             source,
             paths,
-            getattr(segmentor, 'fetch_classes', segmentor.classes),
+            segmentor.class_bank.fetch_classes,
             self.concurrency,
             progress=rank == 0,
             report=lambda line: print_log(line, logger='current'))

@@ -17,32 +17,13 @@ from typing import Optional, Union
 import numpy as np
 import torch
 from mmengine.logging import print_log
-from mmengine.registry import Registry
 from torch import Tensor
 
-MASK_SOURCES = Registry('region mask source')
-MASK_SOURCE_SHORT_NAMES = dict(
-    files='FileMasks', sam2='SAMMasks', sam='SAMMasks')
+from .registry import MASK_SOURCES, build_mask_source  # noqa: F401
+
 # tiny random SAM2 / SAM for tests, built from config dicts
 TINY_SAM2 = 'ov-eva-tiny-sam2'
 TINY_SAM = 'ov-eva-tiny-sam'
-
-
-def build_mask_source(spec: Union[None, str, dict]):
-    """A source from ``dict(type=..., ...)`` (short names: ``files``), or
-    None."""
-    if spec is None:
-        return None
-    cfg = dict(type=spec) if isinstance(spec, str) else dict(spec)
-    kind = cfg.get('type')
-    cfg['type'] = MASK_SOURCE_SHORT_NAMES.get(kind, kind)
-    if kind == 'sam':  # SAM (v1): its largest model unless named
-        cfg.setdefault('name', 'facebook/sam-vit-huge')
-    if cfg['type'] not in MASK_SOURCES.module_dict:
-        raise ValueError(f'unknown model.clip.masks type {kind!r}; use one of '
-                         f'{sorted(MASK_SOURCE_SHORT_NAMES)} or '
-                         f'{sorted(MASK_SOURCES.module_dict)}')
-    return MASK_SOURCES.build(cfg)
 
 
 @MASK_SOURCES.register_module()

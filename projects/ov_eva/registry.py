@@ -1,60 +1,113 @@
-"""OV-EVA's own registry: vocabulary sources, chosen by config ``type``."""
+"""OV-EVA's own registries, built one way.
+
+Models, datasets, transforms and hooks go into mmseg's registries. What only
+OV-EVA chooses between goes into the three below: dense-feature backends
+(``model.clip.type``), vocabulary sources (``model.vocabulary``) and region
+mask sources (``model.clip.masks``). Each is an mmengine ``Registry`` that
+imports its modules on first use (``locations``, so this module imports none
+of them), takes a short name wherever a type name is taken, and names the
+closest choices when a name is unknown.
+"""
+import difflib
+from typing import Optional, Union
+
 from mmengine.registry import Registry
 
-VOCABULARIES = Registry('vocabulary', locations=['ov_eva.vocabulary'])
-
-# Short names accepted wherever a vocabulary source is chosen (configs,
-# --cfg-options model.vocabulary=lexicon, the tools' --vocabulary flag).
-VOCABULARY_SHORT_NAMES = dict(
-    openai='OpenAIVocabulary',
-    hf='HFVocabulary',
-    lexicon='LexiconVocabulary',
-    cached='CachedVocabulary',
-    static='StaticVocabulary')
+Spec = Union[None, str, dict]
 
 
-def vocabulary_config(spec):
-    """A source config from a config dict, a short name, a type name, or
-    None / 'none' (no vocabulary)."""
-    if spec is None or (isinstance(spec, str) and spec.lower() == 'none'):
-        return None
-    if isinstance(spec, str):
-        return dict(type=VOCABULARY_SHORT_NAMES.get(spec, spec))
-    return dict(spec)
+class OVEVARegistry(Registry):
+    """An mmengine registry with short names and one-line errors.
+
+    Args:
+        name: what it holds, for messages.
+        setting: the config key that chooses from it, for messages.
+        locations: modules that register into it, imported on first use.
+        short_names: short name -> type name, or -> a dict of defaults
+            with its ``type``.
+        default: the type of a config that names none.
+    """
+
+    def __init__(self,
+                 name: str,
+                 setting: str,
+                 locations: list,
+                 short_names: Optional[dict] = None,
+                 default: Optional[str] = None):
+        super().__init__(name, scope='ov_eva', locations=locations)
+        self.setting = setting
+        self.short_names = dict(short_names or {})
+        self.default = default
+
+    def config(self, spec: Spec) -> Optional[dict]:
+        """A config dict from a config, a short or type name, or None /
+        ``'none'`` (nothing to build)."""
+        if spec is None or (isinstance(spec, str) and spec.lower() == 'none'):
+            return None
+        cfg = dict(type=spec) if isinstance(spec, str) else dict(spec)
+        cfg.setdefault('type', self.default)
+        short = self.short_names.get(cfg['type'])
+        if isinstance(short, dict):
+            cfg = dict(short, **dict(cfg, type=short['type']))
+        elif short is not None:
+            cfg['type'] = short
+        return cfg
+
+    def build_spec(self, spec: Spec):
+        """Build from ``config(spec)`` in OV-EVA's scope whatever the
+        default scope is; None for none."""
+        cfg = self.config(spec)
+        if cfg is None:
+            return None
+        self.import_from_location()
+        if cfg['type'] not in self.module_dict:
+            known = sorted({*self.module_dict, *self.short_names})
+            close = difflib.get_close_matches(str(cfg['type']), known, 1)
+            hint = f' (did you mean {close[0]!r}?)' if close else ''
+            raise ValueError(f'unknown {self.setting} type {cfg["type"]!r}'
+                             f'{hint}; use one of {known}')
+        return self.build(dict(cfg, _scope_='ov_eva'))
 
 
-def build_vocabulary(spec):
-    """Build a source from ``vocabulary_config(spec)`` (None for none), in
-    OV-EVA's own registry scope whatever the default scope is."""
-    cfg = vocabulary_config(spec)
-    return None if cfg is None else VOCABULARIES.build(
-        dict(cfg, _scope_='ov_eva'))
+BACKENDS = OVEVARegistry(
+    'dense backend',
+    'model.clip',
+    locations=['ov_eva.backends'],
+    default='DenseCLIPEncoder')
+VOCABULARIES = OVEVARegistry(
+    'vocabulary',
+    'model.vocabulary',
+    locations=['ov_eva.vocabulary'],
+    short_names=dict(
+        openai='OpenAIVocabulary',
+        hf='HFVocabulary',
+        lexicon='LexiconVocabulary',
+        cached='CachedVocabulary',
+        static='StaticVocabulary'))
+MASK_SOURCES = OVEVARegistry(
+    'region mask source',
+    'model.clip.masks',
+    locations=['ov_eva.masks'],
+    short_names=dict(
+        files='FileMasks',
+        sam2='SAMMasks',
+        # SAM (v1): its largest model unless named
+        sam=dict(type='SAMMasks', name='facebook/sam-vit-huge')))
+# short names of the tools' --vocabulary flag
+VOCABULARY_SHORT_NAMES = VOCABULARIES.short_names
 
 
-# Dense-feature backends (model.clip.type): CLIP with a training-free last
-# block, or CLIP guided by other frozen models (ov_eva/backends/).
-BACKENDS = Registry('dense backend', locations=['ov_eva.backends'])
-DEFAULT_BACKEND = 'DenseCLIPEncoder'
+def vocabulary_config(spec: Spec) -> Optional[dict]:
+    return VOCABULARIES.config(spec)
+
+
+def build_vocabulary(spec: Spec):
+    return VOCABULARIES.build_spec(spec)
 
 
 def build_backend(cfg: dict):
-    """The dense-feature backend of ``model.clip`` (``type`` defaults to
-    ``DenseCLIPEncoder``, the CLIP last-block variants), in OV-EVA's own
-    registry scope whatever the default scope is."""
-    cfg = dict(cfg)
-    cfg.setdefault('type', DEFAULT_BACKEND)
-    if cfg['type'] not in BACKENDS.module_dict:
-        import difflib
-        import_backends()
-        known = sorted(BACKENDS.module_dict)
-        if cfg['type'] not in known:
-            close = difflib.get_close_matches(str(cfg['type']), known, 1)
-            hint = f' (did you mean {close[0]!r}?)' if close else ''
-            raise ValueError(f"unknown model.clip.type {cfg['type']!r}{hint}; "
-                             f'use one of {known}')
-    return BACKENDS.build(dict(cfg, _scope_='ov_eva'))
+    return BACKENDS.build_spec(dict(cfg))
 
 
-def import_backends() -> None:
-    import importlib
-    importlib.import_module('ov_eva.backends')
+def build_mask_source(spec: Spec):
+    return MASK_SOURCES.build_spec(spec)

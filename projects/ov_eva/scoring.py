@@ -513,3 +513,29 @@ def upsampled_decision(logits: Tensor,
             labels = labels.masked_fill(low, bg_idx)
         pred[rows] = labels
     return pred
+
+
+def region_index(masks: Tensor) -> Tuple[Tensor, Tensor]:
+    """(h, w) integer labels -> (sorted distinct labels, (h, w) index of
+    each pixel's label among them); index 0 is the smallest label, the
+    unsegmented region by the official convention."""
+    values, index = torch.unique(masks, return_inverse=True)
+    return values, index
+
+
+def map_correction(pred: Tensor, masks: Tensor) -> Tensor:
+    """Every region of ``masks`` (H, W) but the first (smallest label)
+    takes the most frequent label of ``pred`` (H, W) inside it (the
+    smallest such label on ties, as ``torch.mode``)."""
+    values, index = region_index(masks)
+    if len(values) < 2:
+        return pred.clone()
+    num_labels = int(pred.max()) + 1
+    flat_pred, flat_index = pred.flatten(), index.flatten()
+    counts = torch.zeros(
+        len(values) * num_labels, dtype=torch.long, device=pred.device)
+    counts.index_add_(0, flat_index * num_labels + flat_pred,
+                      torch.ones_like(flat_pred))
+    mode = counts.view(len(values), num_labels).argmax(dim=1)
+    corrected = mode.to(pred.dtype)[flat_index]
+    return torch.where(flat_index == 0, flat_pred, corrected).view_as(pred)

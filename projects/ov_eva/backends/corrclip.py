@@ -29,7 +29,8 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ..clip_encoder import AxisFit, CLIPTower, autocast_dtype, fit_axis
-from ..registry import BACKENDS
+from ..scoring import map_correction, region_index  # noqa: F401
+from ..registry import BACKENDS, build_mask_source
 from .vfm import build_vfm, hub_pos_embedding, load_vfm_weights, vfm_config
 
 # the official constants (VisionTransformer.forward)
@@ -94,14 +95,6 @@ def dbscan_labels(distance: Tensor,
     return torch.tensor(labels, dtype=torch.long)
 
 
-def region_index(masks: Tensor) -> Tuple[Tensor, Tensor]:
-    """(h, w) integer labels -> (sorted distinct labels, (h, w) index of
-    each pixel's label among them); index 0 is the smallest label, the
-    unsegmented region by the official convention."""
-    values, index = torch.unique(masks, return_inverse=True)
-    return values, index
-
-
 def merge_regions(masks: Tensor, features: Tensor) -> Tensor:
     """The official mask merging on the feature grid: with more than two
     labels, the mean ``features`` (h, w, C) of every region but the first
@@ -161,24 +154,6 @@ def region_token_mask(region_masks: Tensor) -> Tensor:
     allowed[:num_regions, num_regions + 1:] = region_masks
     mask = torch.zeros(size, size, device=region_masks.device)
     return mask.masked_fill(~allowed, float('-inf'))
-
-
-def map_correction(pred: Tensor, masks: Tensor) -> Tensor:
-    """Every region of ``masks`` (H, W) but the first (smallest label)
-    takes the most frequent label of ``pred`` (H, W) inside it (the
-    smallest such label on ties, as ``torch.mode``)."""
-    values, index = region_index(masks)
-    if len(values) < 2:
-        return pred.clone()
-    num_labels = int(pred.max()) + 1
-    flat_pred, flat_index = pred.flatten(), index.flatten()
-    counts = torch.zeros(
-        len(values) * num_labels, dtype=torch.long, device=pred.device)
-    counts.index_add_(0, flat_index * num_labels + flat_pred,
-                      torch.ones_like(flat_pred))
-    mode = counts.view(len(values), num_labels).argmax(dim=1)
-    corrected = mode.to(pred.dtype)[flat_index]
-    return torch.where(flat_index == 0, flat_pred, corrected).view_as(pred)
 
 
 # --------------------------------------------------------------------------
@@ -271,7 +246,6 @@ class CorrCLIPEncoder(CLIPTower):
                 f'DINO {self.dino_name!r} has random weights '
                 '(clip.dino.pretrained=None)',
                 logger='current')
-        from ..masks import build_mask_source
         self.mask_source = build_mask_source(masks)
         self.correction = correction
 
@@ -307,21 +281,6 @@ class CorrCLIPEncoder(CLIPTower):
                 "pre-generated .npz masks or dict(type='sam2', ...)")
         device = self.model.logit_scale.device
         return [self.mask_source.get(meta, device) for meta in metas]
-
-    def timed_stages(self) -> list:
-        """(owner, attribute, stage) of the callables ``tools/benchmark.py
-        --bases`` times, none inside another: the VFM tower, the
-        correlation (mask merging and scope), the CLIP tower with its three
-        branches, and mask generation (before the features)."""
-        stages = [(self, '_vfm', 'VFM tower'),
-                  (self, '_correlation', 'correlation'),
-                  (self, '_branches', 'CLIP tower (three branches)')]
-        if self.mask_source is not None:
-            stages.append((self.mask_source, 'get', 'mask generation'))
-        return stages
-
-    def correct(self, pred: Tensor, masks: Tensor) -> Tensor:
-        return map_correction(pred, masks) if self.correction else pred
 
     def forward(self,
                 images: Tensor,
