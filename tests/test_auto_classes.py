@@ -81,7 +81,7 @@ def test_found_classes_are_matched_to_the_dataset_classes():
     # on a dataset: found names scored as their nearest dataset class
     targets = [['tree'], ['sky', 'clouds'], ['floor', 'flooring'],
                ['background']]
-    model.class_bank.set_classes(targets)
+    model.class_bank.set_target_classes(targets)
     sample = inference_model(model, str(image))
     match = sample.metainfo['ov_eva_class_match']
     assert match == [

@@ -70,7 +70,8 @@ def test_slide_differs_from_whole(tiny_segmentor_cfg):
         whole, slide = (build(tiny_segmentor_cfg, test_cfg=cfg)
                         for cfg in (dict(mode='whole'), SLIDE))
         text = whole.class_bank.query_set().embeddings
-        whole, slide = whole.inference(image, text), slide.inference(image, text)
+        whole = whole.inference(image, text)
+        slide = slide.inference(image, text)
     assert not torch.allclose(whole, slide)
 
 

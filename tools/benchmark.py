@@ -397,8 +397,8 @@ def main():
     print(f'first pass: {cold["total"]:.1f} s, vocabulary lookup '
           f'{cold.get("vocabulary lookup", 0):.1f} s, new-term text '
           f'encoding {cold.get("text encoding", 0):.1f} s for '
-          f'{ours.class_bank.term_bank.encoded_count} terms (0: all cached by earlier '
-          f'runs, see $OV_EVA_CACHE); {len(terms)} terms over '
+          f'{ours.class_bank.term_bank.encoded_count} terms (0: all cached '
+          f'by earlier runs, see $OV_EVA_CACHE); {len(terms)} terms over '
           f'{len(images)} images, {unique} distinct '
           f'({100 * (1 - unique / max(len(terms), 1)):.0f}% repeats)')
 

@@ -407,7 +407,7 @@ def main(argv=None):
     Context.cfg = cfg
     start = time.perf_counter()
     model = build_model(cfg, device)
-    found = model.auto_classes
+    found = model.class_bank.auto
     palette = class_palette(0 if found else len(model.classes))
     if not found:
         model.dataset_meta = dict(

@@ -8,7 +8,7 @@ alike. What is scored for a batch is a ``QuerySet``: every synonym of every
 class is a query with its own score map.
 """
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 from mmengine.structures import PixelData
@@ -96,20 +96,29 @@ class ClassBank:
         # classes='auto' on a dataset: its classes, to match found names to
         self.target_classes: Optional[List[List[str]]] = None
         self._fixed: Optional[QuerySet] = None  # embeddings of ``classes``
-        if classes is not None and not self.auto:
-            self.set_classes(load_classes(classes))
+        if classes is not None:
+            self.set_classes(classes)
 
-    def set_classes(self, classes: Sequence[Sequence[str]]) -> None:
-        """The classes to score, each a list of synonyms (see
-        ``load_classes``); with ``'auto'`` they become the targets that
-        found classes are matched to (``target_classes``)."""
-        classes = [list(synonyms) for synonyms in classes]
+    def set_classes(self, classes: Union[str, ClassSpec]) -> None:
+        """The classes to score: a ``ClassSpec`` (each class a list of
+        synonyms once read, see ``load_classes``), or ``'auto'``: each
+        image's classes are found in its vocabulary from now on."""
+        self._fixed = None
+        self.auto = isinstance(classes, str) and classes == 'auto'
         if self.auto:
-            self.target_classes = classes
+            self.classes = None
             return
+        parsed = isinstance(classes, (list, tuple)) and classes and all(
+            isinstance(c, (list, tuple)) for c in classes)
+        classes = [list(c) for c in classes] if parsed else load_classes(
+            classes)
         check_classes(classes, self.bg_idx)
         self.classes = classes
-        self._fixed = None
+
+    def set_target_classes(self, classes: Sequence[Sequence[str]]) -> None:
+        """With ``'auto'`` on a dataset: the dataset's classes, which every
+        found class is scored as (``match_targets``)."""
+        self.target_classes = [list(synonyms) for synonyms in classes]
 
     @property
     def fetch_classes(self) -> Optional[List[List[str]]]:

@@ -48,7 +48,7 @@ class DatasetClassesHook(Hook):
         if bank.auto:
             if names:  # found names are scored as their nearest classes
                 class_file = getattr(dataset, 'class_file', None)
-                bank.set_classes(
+                bank.set_target_classes(
                     read_class_file(class_file
                                     ) if class_file else [[n] for n in names])
                 print_log(

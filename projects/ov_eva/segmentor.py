@@ -34,6 +34,7 @@ from .class_bank import ClassBank, QuerySet, to_target_classes
 from .class_lists import ClassSpec
 from .registry import build_backend, build_vocabulary
 
+
 @MODELS.register_module()
 class OVEVASegmentor(BaseSegmentor):
     """Training-free open-vocabulary segmentor.
@@ -216,8 +217,9 @@ class OVEVASegmentor(BaseSegmentor):
                 inputs: Tensor,
                 data_samples: OptSampleList = None) -> SampleList:
         """mmseg's predict; with a vocabulary each sample also carries the
-        vocabulary used and its mapping in ``metainfo['ov_eva_vocabulary']``
-        (and with ``classes='auto'`` the image's classes)."""
+        vocabulary used and its mapping in ``metainfo['ov_eva_vocabulary']``.
+        Samples that carry their own classes (``ov_eva_classes``: found with
+        ``classes='auto'``, or a caller's) are scored one by one on them."""
         if data_samples is None:
             shape = inputs.shape[2:]
             data_samples = [
@@ -229,16 +231,18 @@ class OVEVASegmentor(BaseSegmentor):
                         padding_size=[0, 0, 0, 0])) for _ in inputs
             ]
         self.attach_image_data(data_samples)
-        if not self.class_bank.auto:
+        if not any('ov_eva_classes' in s for s in data_samples):
             return self._predict(inputs, data_samples,
                                  self.class_bank.query_set())
-        if self.class_bank.bg_idx != 0:
+        if self.class_bank.auto and self.class_bank.bg_idx != 0:
             raise ValueError("model.classes='auto' puts the background "
                              'class first: set model.bg_idx=0')
         for i, sample in enumerate(data_samples):  # classes differ per image
-            queries = self.class_bank.query_set(sample.ov_eva_classes)
+            queries = self.class_bank.query_set(
+                sample.metainfo.get('ov_eva_classes'))
             self._predict(inputs[i:i + 1], [sample], queries)
-            if self.class_bank.target_classes is not None:
+            if self.class_bank.auto and \
+                    self.class_bank.target_classes is not None:
                 to_target_classes(sample,
                                   self.class_bank.match_targets(
                                       queries.class_names), queries,
@@ -260,7 +264,8 @@ class OVEVASegmentor(BaseSegmentor):
         text = queries.embeddings
         if mapping.embeddings is not None:
             text = torch.cat([text, mapping.embeddings.to(text.device)])
-        logits = self.inference(inputs, text, windows.masks_at_input(samples, inputs))
+        guides = windows.masks_at_input(samples, inputs)
+        logits = self.inference(inputs, text, guides)
         return self.decode_head.fold(logits, queries, mapping)
 
     def _predict(self, inputs: Tensor, samples: SampleList,
@@ -285,7 +290,7 @@ class OVEVASegmentor(BaseSegmentor):
                 dict(
                     seg_logits=PixelData(data=scores),
                     pred_sem_seg=PixelData(data=pred[None])))
-            if self.uses_vocabulary:
+            if 'ov_eva_terms' in sample and self.decode_head.fold_terms:
                 sample.set_metainfo(dict(ov_eva_vocabulary=reports[i]))
         return samples
 
