@@ -94,5 +94,5 @@ def test_classes_from_an_mmseg_dataset_metainfo():
     del runner.test_dataloader.dataset.class_file
     DatasetClassesHook().before_test(runner)
     assert model.num_classes == 21
-    assert model.classes[0] == ['background'] and model.class_bank.query_set().queries[1] == \
-        'aeroplane'
+    assert model.classes[0] == ['background']
+    assert model.class_bank.query_set().queries[1] == 'aeroplane'
