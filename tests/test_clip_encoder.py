@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 import ov_eva  # noqa: F401  (registers modules, installs compat)
-from ov_eva.clip_encoder import (VARIANTS, AxisFit, DenseCLIPEncoder,
-                                 create_clip_model, file_quick_gelu, fit_axis)
+from ov_eva.backends.clip_variants import VARIANTS, DenseCLIPEncoder
+from ov_eva.clip_encoder import (AxisFit, create_clip_model, file_quick_gelu,
+                                 fit_axis)
 
 
 def reference_dense(encoder, image, variant, std=5.0):

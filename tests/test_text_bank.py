@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import ov_eva  # noqa: F401
-from ov_eva.clip_encoder import DenseCLIPEncoder
+from ov_eva.backends import DenseCLIPEncoder
 from ov_eva.text_bank import (CLASS_NAME_DIR, TEMPLATE_SETS, TextBank,
                               load_classes, read_class_file)
 

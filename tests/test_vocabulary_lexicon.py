@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import ov_eva  # noqa: F401  (compat, registries)
-from ov_eva.clip_encoder import DenseCLIPEncoder
+from ov_eva.backends import DenseCLIPEncoder
 from ov_eva.registry import VOCABULARIES
 from ov_eva.vocabulary.lexicon import (SHIPPED_LEXICON, LexiconVocabulary,
                                        read_lexicon, window_boxes)

@@ -623,17 +623,3 @@ class CLIPTower(BaseModule):
             digest.update(str(tuple(tensor.shape)).encode())
             digest.update(flat[::step].float().cpu().numpy().tobytes())
         return digest.hexdigest()[:16]
-
-
-_MOVED = ('VARIANTS', 'DenseCLIPEncoder', 'neighbourhood_bias',
-          'variant_attention')
-
-
-def __getattr__(name: str):
-    """The last-block variants (MaskCLIP, SCLIP, ClearCLIP, NACLIP) are one
-    backend, ``ov_eva.backends.clip_variants``; their names still import
-    from here."""
-    if name in _MOVED:
-        from .backends import clip_variants
-        return getattr(clip_variants, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

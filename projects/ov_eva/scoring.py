@@ -375,10 +375,9 @@ def merge_windows(window_logits: Tensor, y_offsets: Sequence[int],
     place, and every pixel divided by the number of windows covering it.
 
     Bilinear resizing is separable and the windows form a grid, so the
-    whole merge is two small matrix products per image, ``A @ L @ B^T``,
-    whose matrices hold the interpolation weights over the covering counts.
-    No window is ever upsampled on its own: the work and memory follow the
-    image (K x H x W, written once) instead of windows x window size.
+    merge is two small matrix products per image, ``A @ L @ B^T`` (weights
+    over covering counts): the work and memory follow the image (K x H x W,
+    written once), not windows x window size.
 
     Args:
         window_logits: (R, C, B, K, h, w) logits at the patch grid of the
@@ -386,10 +385,9 @@ def merge_windows(window_logits: Tensor, y_offsets: Sequence[int],
         y_offsets, x_offsets: (R,) and (C,) top and left pixel of each row
             and column of windows.
         window_size: (wh, ww) pixels of a window.
-        upsampled_size: (uh, uw) size each window's logits are resized to
-            before cropping to ``window_size`` (its padded patch grid).
+        upsampled_size: (uh, uw) size of a window's logits resized before
+            cropping to ``window_size`` from ``crop_offset`` (oy, ox).
         image_size: (H, W).
-        crop_offset: (oy, ox) first row and column of the crop.
 
     Returns:
         (B, K, H, W) channels-last merged logits.

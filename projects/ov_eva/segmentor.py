@@ -14,10 +14,8 @@ found with ``classes='auto'`` (``ov_eva_classes``), the region masks of
 backends that take them (the ``region_masks`` field), and the report of the
 vocabulary used (``ov_eva_vocabulary``). A caller may put terms or masks in
 the samples itself; the segmentor fetches only what is missing. With no
-vocabulary the segmentor is the plain training-free baseline (MaskCLIP /
-SCLIP / ClearCLIP / NACLIP / ProxyCLIP / CorrCLIP, by ``clip`` and the
-protocol in ``configs/_base_/protocols.py``) and predicts what its official
-code predicts.
+vocabulary the segmentor is the plain training-free baseline of its backend
+and protocol (``configs/_base_/protocols.py``), as its official code.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -137,7 +135,7 @@ class OVEVASegmentor(BaseSegmentor):
         return self.class_bank.classes
 
     @property
-    def num_classes(self) -> int:
+    def num_classes(self) -> int:  # mmseg's name; 0 until classes are set
         return len(self.class_bank.classes or [])
 
     out_channels = num_classes

@@ -40,12 +40,32 @@ class BatchAPI:
         step of the conversation, for all images at that step. Returns a
         ``PrefetchSummary``; every step's answers are in the cache as soon
         as they are read, so a killed run resumes where it was."""
-        from .prefetch import PrefetchSummary
         if self.cache is None:
             raise ValueError('batch mode keeps its state in the vocabulary '
                              'cache: give a cache_file')
         start = time.monotonic()
-        order: List = []  # per image: its key, or its FetchResult
+        order, todo = self._plan(images, classes)
+        self._results: Dict[str, FetchResult] = {}
+        self._held: Dict[str, Tuple[float, int, int]] = {}
+        self._resume(todo, classes, progress, report)
+        while True:
+            prompts = self._advance(todo, classes)
+            if not prompts:
+                break
+            submitted = self._submit_step(prompts, todo)
+            if not submitted:
+                break
+            for batch_id, ids in submitted:
+                report(f'batch {batch_id}: {len(ids)} requests submitted')
+            for batch_id, ids in submitted:
+                self._collect(batch_id, ids, todo, classes, progress)
+        return self._summary(order, start)
+
+    def _plan(self, images: Sequence[ImageInput], classes: Classes):
+        """Per image its key, or its ``FetchResult`` when cached or
+        unreadable; and the state of each image to ask (its answers so
+        far, from a killed run's cache rows)."""
+        order: List = []
         todo: Dict[str, Dict] = {}
         for image in images:
             try:
@@ -67,9 +87,12 @@ class BatchAPI:
                     image_hash=image_hash,
                     class_hash=class_hash,
                     new={})
-        self._results: Dict[str, FetchResult] = {}
-        self._held: Dict[str, Tuple[float, int, int]] = {}
-        # a killed run's batches first: poll them, never submit them again
+        return order, todo
+
+    def _resume(self, todo: Dict[str, Dict], classes: Classes,
+                progress: bool, report: Callable[[str], None]) -> None:
+        """A killed run's batches first: poll them, never submit them
+        again."""
         for batch in self.cache.batches(open_only=True):
             if batch['model'] != self.model or not any(
                     r.rsplit(':', 1)[0] in todo for r in batch['requests']):
@@ -82,51 +105,56 @@ class BatchAPI:
                    f'{len(batch["requests"])} requests)')
             self._collect(batch['id'], batch['requests'], todo, classes,
                           progress)
-        while True:
-            prompts = self._advance(todo, classes)
-            if not prompts:
-                break
-            lines, ids, size, submitted = [], [], 0, []
-            for key, (custom_id, prompt) in prompts.items():
-                state = todo[key]
-                try:
-                    rgb = load_rgb(state['image'])
-                    self._held[custom_id] = self._reserve(
-                        rgb.shape, prompt, batch=True)
-                except BudgetExhausted as error:
-                    self._done(
-                        key,
-                        todo,
-                        self._skipped(key, state['image_hash'], str(error),
-                                      state['new']),
-                        keep=True)
-                    continue
-                except VocabularyFailure as error:
-                    self._done(
-                        key, todo,
-                        self._failed(key, state['image_hash'], str(error)))
-                    continue
-                line = json.dumps(
-                    dict(
-                        custom_id=custom_id,
-                        method='POST',
-                        url='/v1/chat/completions',
-                        body=self.body(rgb, prompt)))
-                if lines and (size + len(line) >= self.batch_max_bytes
-                              or len(lines) >= BATCH_MAX_REQUESTS):
-                    submitted.append((self._submit(lines, ids), ids))
-                    lines, ids, size = [], [], 0
-                lines.append(line)
-                ids.append(custom_id)
-                size += len(line) + 1
-            if lines:
+
+    def _submit_step(self, prompts: Dict, todo: Dict[str, Dict]) -> list:
+        """One step's requests in batches under ``batch_max_bytes`` and
+        the Batch API's request cap: [(batch id, its request ids)]."""
+        lines, ids, size, submitted = [], [], 0, []
+        for key, (custom_id, prompt) in prompts.items():
+            line = self._request_line(key, custom_id, prompt, todo)
+            if line is None:
+                continue
+            if lines and (size + len(line) >= self.batch_max_bytes
+                          or len(lines) >= BATCH_MAX_REQUESTS):
                 submitted.append((self._submit(lines, ids), ids))
-            if not submitted:
-                break
-            for batch_id, ids in submitted:
-                report(f'batch {batch_id}: {len(ids)} requests submitted')
-            for batch_id, ids in submitted:
-                self._collect(batch_id, ids, todo, classes, progress)
+                lines, ids, size = [], [], 0
+            lines.append(line)
+            ids.append(custom_id)
+            size += len(line) + 1
+        if lines:
+            submitted.append((self._submit(lines, ids), ids))
+        return submitted
+
+    def _request_line(self, key: str, custom_id: str, prompt: str,
+                      todo: Dict[str, Dict]) -> Optional[str]:
+        """One request's JSON line, its cost held against the budget;
+        None (and the image done) when the budget or the image says no."""
+        state = todo[key]
+        try:
+            rgb = load_rgb(state['image'])
+            self._held[custom_id] = self._reserve(
+                rgb.shape, prompt, batch=True)
+        except BudgetExhausted as error:
+            self._done(
+                key,
+                todo,
+                self._skipped(key, state['image_hash'], str(error),
+                              state['new']),
+                keep=True)
+            return None
+        except VocabularyFailure as error:
+            self._done(key, todo,
+                       self._failed(key, state['image_hash'], str(error)))
+            return None
+        return json.dumps(
+            dict(
+                custom_id=custom_id,
+                method='POST',
+                url='/v1/chat/completions',
+                body=self.body(rgb, prompt)))
+
+    def _summary(self, order: List, start: float):
+        from .prefetch import PrefetchSummary
         summary = PrefetchSummary()
         counted = set()
         for item in order:

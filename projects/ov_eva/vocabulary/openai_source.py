@@ -37,7 +37,64 @@ def encode_image(rgb: np.ndarray, max_side: int, quality: int = 90) -> str:
 
 
 @VOCABULARIES.register_module()
-class OpenAIVocabulary(BatchAPI, MLLMVocabulary):
+class CostEstimate:
+    """What a run will cost, before it starts (a mixin of
+    ``OpenAIVocabulary``: its counter, prices, cache and budget)."""
+
+    def estimate(self, images: Sequence[ImageInput],
+                 classes: Classes) -> Estimate:
+        """Calls, tokens and dollars to fetch ``images`` (nothing sent)."""
+        est = Estimate(
+            model=self.model,
+            detail=self.detail,
+            max_image_side=self.max_image_side,
+            text_method=self.counter.method,
+            price_date=self.price_table.date,
+            batch_discount=self.price_table.batch_discount)
+        names = [synonyms[0] for synonyms in classes]
+        text_tokens = self.counter.chat(SYSTEM, perceive_prompt()) + sum(
+            self.counter.chat(SYSTEM, expand_prompt(names, [], {}, self.k))
+            for _ in range(self.rounds))
+        image_total = 0
+        for image in images:
+            est.images += 1
+            try:
+                cached = self.lookup(image, classes)[3]
+                width, height = image_size(image)
+            except (VocabularyFailure, ValueError):
+                est.unreadable += 1
+                continue
+            if cached is not None:
+                est.cached += 1
+            else:
+                image_total += self.image_tokens(width, height)
+        asked, calls = est.to_ask, 1 + self.rounds
+        est.calls_max = asked * calls
+        est.input_tokens = image_total * calls + asked * text_tokens
+        est.image_tokens_per_call = image_total / asked if asked else 0.0
+        est.output_bound = est.calls_max * self.max_tokens
+        stats = self.cache.usage_stats(
+            self.source_name, self.model) if self.cache is not None else {}
+        if stats.get('entries'):
+            est.calls_expected = asked * stats['requests'] / stats['entries']
+            est.output_observed = (
+                est.calls_expected * stats['completion_tokens'] /
+                stats['requests'])
+        est.cost_bound = self.price(est.input_tokens, est.output_bound)
+        if est.output_observed is not None and est.cost_bound is not None:
+            est.cost_expected = self.price(
+                est.input_tokens * est.calls_expected / max(1, est.calls_max),
+                est.output_observed)
+        if self.budget.active:
+            est.notes.append(f'budget: {self.budget.state()}')
+        if self.batch:
+            est.notes.append('Batch API mode (batch prices apply)')
+        if est.unreadable:
+            est.notes.append(f'{est.unreadable} images unreadable')
+        return est
+
+
+class OpenAIVocabulary(BatchAPI, CostEstimate, MLLMVocabulary):
     """Chat-completions MLLM through the ``openai`` client.
 
     Args:
@@ -334,59 +391,6 @@ class OpenAIVocabulary(BatchAPI, MLLMVocabulary):
         return self.price(
             usage.get('prompt_tokens', 0), usage.get('completion_tokens', 0),
             self.batch)
-
-    # What a run will cost, before it starts
-    def estimate(self, images: Sequence[ImageInput],
-                 classes: Classes) -> Estimate:
-        """Calls, tokens and dollars to fetch ``images`` (nothing sent)."""
-        est = Estimate(
-            model=self.model,
-            detail=self.detail,
-            max_image_side=self.max_image_side,
-            text_method=self.counter.method,
-            price_date=self.price_table.date,
-            batch_discount=self.price_table.batch_discount)
-        names = [synonyms[0] for synonyms in classes]
-        text_tokens = self.counter.chat(SYSTEM, perceive_prompt()) + sum(
-            self.counter.chat(SYSTEM, expand_prompt(names, [], {}, self.k))
-            for _ in range(self.rounds))
-        image_total = 0
-        for image in images:
-            est.images += 1
-            try:
-                cached = self.lookup(image, classes)[3]
-                width, height = image_size(image)
-            except (VocabularyFailure, ValueError):
-                est.unreadable += 1
-                continue
-            if cached is not None:
-                est.cached += 1
-            else:
-                image_total += self.image_tokens(width, height)
-        asked, calls = est.to_ask, 1 + self.rounds
-        est.calls_max = asked * calls
-        est.input_tokens = image_total * calls + asked * text_tokens
-        est.image_tokens_per_call = image_total / asked if asked else 0.0
-        est.output_bound = est.calls_max * self.max_tokens
-        stats = self.cache.usage_stats(
-            self.source_name, self.model) if self.cache is not None else {}
-        if stats.get('entries'):
-            est.calls_expected = asked * stats['requests'] / stats['entries']
-            est.output_observed = (
-                est.calls_expected * stats['completion_tokens'] /
-                stats['requests'])
-        est.cost_bound = self.price(est.input_tokens, est.output_bound)
-        if est.output_observed is not None and est.cost_bound is not None:
-            est.cost_expected = self.price(
-                est.input_tokens * est.calls_expected / max(1, est.calls_max),
-                est.output_observed)
-        if self.budget.active:
-            est.notes.append(f'budget: {self.budget.state()}')
-        if self.batch:
-            est.notes.append('Batch API mode (batch prices apply)')
-        if est.unreadable:
-            est.notes.append(f'{est.unreadable} images unreadable')
-        return est
 
     def fetch(self, image, classes) -> FetchResult:
         if not self.batch:
