@@ -1,7 +1,3 @@
-# OV-EVA on CorrCLIP, PASCAL VOC 2012 without background (20), CLIP ViT-B/16:
-# CorrCLIP's official protocol (./baselines/corrclip_vitb16_voc20.py) plus a
-# vocabulary, which turns the OV-EVA head on; model.vocabulary=none predicts
-# what the baseline predicts. The vocabulary source switches in one line (see
-# oveva_vitb16_ade.py).
+# OV-EVA on CorrCLIP ViT-B/16, PASCAL VOC 20: its baseline + a vocabulary
 _base_ = ['./baselines/corrclip_vitb16_voc20.py']
 model = dict(vocabulary=dict(type='LexiconVocabulary'))

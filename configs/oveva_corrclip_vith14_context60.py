@@ -1,7 +1,3 @@
-# OV-EVA on CorrCLIP, PASCAL Context-60, CLIP ViT-H/14: CorrCLIP's official
-# protocol (./baselines/corrclip_vith14_context60.py) plus a vocabulary, which
-# turns the OV-EVA head on; model.vocabulary=none predicts what the baseline
-# predicts. The vocabulary source switches in one line (see
-# oveva_vitb16_ade.py).
+# OV-EVA on CorrCLIP ViT-H/14, PASCAL Context 60: its baseline + a vocabulary
 _base_ = ['./baselines/corrclip_vith14_context60.py']
 model = dict(vocabulary=dict(type='LexiconVocabulary'))

@@ -1,7 +1,3 @@
-# OV-EVA on CorrCLIP, PASCAL VOC 2012 (21 classes), CLIP ViT-H/14: CorrCLIP's
-# official protocol (./baselines/corrclip_vith14_voc21.py) plus a vocabulary,
-# which turns the OV-EVA head on; model.vocabulary=none predicts what the
-# baseline predicts. The vocabulary source switches in one line (see
-# oveva_vitb16_ade.py).
+# OV-EVA on CorrCLIP ViT-H/14, PASCAL VOC 21: its baseline + a vocabulary
 _base_ = ['./baselines/corrclip_vith14_voc21.py']
 model = dict(vocabulary=dict(type='LexiconVocabulary'))

@@ -1,6 +1,3 @@
-# OV-EVA on CorrCLIP, ADE20K-150, CLIP ViT-L/14: CorrCLIP's official protocol
-# (./baselines/corrclip_vitl14_ade.py) plus a vocabulary, which turns the
-# OV-EVA head on; model.vocabulary=none predicts what the baseline predicts.
-# The vocabulary source switches in one line (see oveva_vitb16_ade.py).
+# OV-EVA on CorrCLIP ViT-L/14, ADE20K-150: its baseline + a vocabulary
 _base_ = ['./baselines/corrclip_vitl14_ade.py']
 model = dict(vocabulary=dict(type='LexiconVocabulary'))

@@ -1,7 +1,3 @@
-# OV-EVA on CorrCLIP, PASCAL VOC 2012 without background (20), CLIP ViT-L/14:
-# CorrCLIP's official protocol (./baselines/corrclip_vitl14_voc20.py) plus a
-# vocabulary, which turns the OV-EVA head on; model.vocabulary=none predicts
-# what the baseline predicts. The vocabulary source switches in one line (see
-# oveva_vitb16_ade.py).
+# OV-EVA on CorrCLIP ViT-L/14, PASCAL VOC 20: its baseline + a vocabulary
 _base_ = ['./baselines/corrclip_vitl14_voc20.py']
 model = dict(vocabulary=dict(type='LexiconVocabulary'))

@@ -1,7 +1,3 @@
-# OV-EVA on COCO-Object, ProxyCLIP's base (CLIP ViT-B/16 + DINO ViT-B/8): its
-# official protocol (./baselines/proxyclip_vitb16_coco_object.py) plus a
-# vocabulary, which turns the OV-EVA head of _base_/models on; nothing else
-# differs, and model.vocabulary=none predicts exactly what the baseline
-# predicts. Other vocabulary sources: _base_/vocabulary/*.py.
+# OV-EVA on ProxyCLIP, COCO-Object: its baseline plus a vocabulary
 _base_ = ['./baselines/proxyclip_vitb16_coco_object.py']
 model = dict(vocabulary=dict(type='LexiconVocabulary'))

@@ -1,6 +1,8 @@
 """The official protocols: every baseline and OV-EVA config against the one
 table in configs/_base_/protocols.py, and through the real Runner."""
 
+import statistics
+
 import pytest
 from conftest import REPO, TINY, TINY_VFM, run_cli, shared_data
 from mmengine.config import Config
@@ -25,9 +27,31 @@ DATASET_BASES = dict(
     cityscapes='CityscapesDataset',
     coco_object='COCOObjectDataset')
 
+# every config a user runs: all of configs/ but the bases
+LEAVES = sorted(
+    str(p.relative_to(REPO)) for p in (REPO / 'configs').rglob('*.py')
+    if '_base_' not in p.parts)
+# the leaves whose size the matrix keeps small
+MATRIX_LEAVES = sorted([
+    *(REPO / 'configs/baselines').glob('*.py'),
+    *(REPO / 'configs').glob('oveva_*.py')
+])
+MAX_CODE_LINES = 8
+
 
 def baseline(method, dataset):
     return REPO / 'configs' / 'baselines' / f'{method}_vitb16_{dataset}.py'
+
+
+def dataset_base(dataset):
+    name = 'ade20k' if dataset == 'ade' else dataset
+    return REPO / 'configs/_base_/datasets' / f'{name}.py'
+
+
+def code_lines(path) -> int:
+    """Lines that are neither blank nor a comment."""
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return sum(1 for line in lines if line and not line.startswith('#'))
 
 
 def test_the_table_covers_every_method_and_dataset():
@@ -46,6 +70,53 @@ def test_the_table_covers_every_method_and_dataset():
              for t in ('vitl14', 'vith14')
              for d in DATASETS
          }
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_method_base_is_its_column(method):
+    """configs/_base_/methods/<method>.py holds the method's column of the
+    table (a row per dataset), which its leaves pick their row from."""
+    base = Config.fromfile(
+        str(REPO / 'configs/_base_/methods' / f'{method}.py'))
+    assert base.protocol == TABLE[method]
+    assert base.model.type == 'OVEVASegmentor'
+    assert 'test_dataloader' not in base  # the dataset base's part
+
+
+def test_leaves_show_the_matrix_instead_of_repeating_it():
+    """A leaf names its method base, dataset base and row (or its
+    baseline and what differs): at most 8 code lines each, so the median
+    over configs/baselines/*.py and configs/oveva_*.py stays at most 8."""
+    sizes = {p.relative_to(REPO): code_lines(p) for p in MATRIX_LEAVES}
+    assert len(sizes) == 8 * (len(METHODS) + 4) + 8 * 5
+    assert statistics.median(sizes.values()) <= MAX_CODE_LINES
+    too_long = {str(p): n for p, n in sizes.items() if n > MAX_CODE_LINES}
+    assert not too_long, f'leaves over {MAX_CODE_LINES} code lines'
+
+
+def test_code_lines_counts_code_only(tmp_path):
+    leaf = tmp_path / 'leaf.py'
+    leaf.write_text("# a comment\n\n_base_ = ['./x.py']\n"
+                    "    # an indented comment\nmodel = dict(\n    a=1)\n")
+    assert code_lines(leaf) == 3
+
+
+@pytest.mark.parametrize('path', LEAVES)
+def test_every_leaf_builds(path):
+    """Config.fromfile resolves every leaf; a leaf on a protocol row runs
+    the row's resize (in place of its dataset base's) in the test loader,
+    and its model carries the row's settings."""
+    cfg = Config.fromfile(str(REPO / path))
+    assert cfg.model.type == 'OVEVASegmentor'
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    assert pipeline == cfg.test_pipeline
+    if 'protocol' not in cfg:
+        return
+    assert [t for t in pipeline if t.type == 'Resize'] == [cfg.protocol.resize]
+    for key in ('logit_scale', 'area_thd', 'templates'):  # custom/: prob_thd
+        assert cfg.model[key] == cfg.protocol.model[key], key
+    assert dict(cfg.model.test_cfg, _delete_=True) == \
+        cfg.protocol.model.test_cfg
 
 
 @pytest.mark.parametrize('method', METHODS)
@@ -77,6 +148,14 @@ def test_baseline_config_is_its_row(method, dataset):
     assert resize == [
         dict(type='Resize', scale=(2048, row.short_side), keep_ratio=True)
     ]
+    # the dataset base's steps around the row's resize; its other loaders
+    # (val) as the dataset base has them
+    data = Config.fromfile(str(dataset_base(dataset)))
+    assert cfg.test_pipeline == [
+        row.resize if step.type == 'Resize' else step
+        for step in data.test_pipeline
+    ]
+    assert cfg.val_dataloader == data.val_dataloader
     assert cfg.test_dataloader.dataset.type == DATASET_BASES[dataset]
     assert row.source.startswith('https://github.com/')
     assert row.published is None or 5 < row.published < 100

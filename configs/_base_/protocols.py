@@ -1,9 +1,13 @@
 # The official test protocols of the training-free baselines: one row per
 # method and dataset, the single table that configs/baselines/*, the OV-EVA
 # configs (through their baseline), tests/test_protocols.py and the README's
-# protocol table read. A config takes its row with
-#     protocol = dict(_delete_=True, **_base_.protocol.<method>.<dataset>)
-# and applies protocol['model'] and protocol['resize'].
+# protocol table read. A method base (methods/<method>.py) keeps its method's
+# column; a leaf adds a dataset base (datasets/<dataset>.py), takes its row
+#     protocol = dict(_delete_=True, **_base_.protocol.<dataset>)
+# and applies protocol['model'] and protocol['resize'] (in place of the
+# dataset base's Resize, step 1 of its test_pipeline). Given the official
+# weights (e.g. --cfg-options model.clip.pretrained=/path/ViT-B-16.pt) a
+# baseline config predicts the official code's labels.
 #
 # Only `protocol` leaves this file: names starting with two underscores stay
 # out of every config that reads it.

@@ -1,16 +1,9 @@
-# ClearCLIP on COCO-Stuff 171, CLIP ViT-B/16, on the
-# official protocol: row protocol.clearclip.coco_stuff171 of
-# ../_base_/protocols.py, which names its source. Given the same
-# weights (--cfg-options model.clip.pretrained=/path/ViT-B-16.pt)
-# it predicts the official code's labels.
+# ClearCLIP on COCO-Stuff 171, CLIP ViT-B/16, on the official protocol
 _base_ = [
-    '../_base_/models/ov_eva_vitb16.py', '../_base_/datasets/coco_stuff171.py',
-    '../_base_/default_runtime.py', '../_base_/protocols.py'
+    '../_base_/methods/clearclip.py', '../_base_/datasets/coco_stuff171.py'
 ]
-protocol = dict(_delete_=True, **_base_.protocol.clearclip.coco_stuff171)
+protocol = dict(_delete_=True, **_base_.protocol.coco_stuff171)
 model = protocol['model']
-test_pipeline = [
-    protocol['resize'] if step.type == 'Resize' else step
-    for step in _base_.test_pipeline
-]
+test_pipeline = list(_base_.test_pipeline)
+test_pipeline[1] = protocol['resize']  # the dataset's steps, the row's resize
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -1,16 +1,7 @@
-# ClearCLIP on PASCAL VOC 21, CLIP ViT-B/16, on the
-# official protocol: row protocol.clearclip.voc21 of
-# ../_base_/protocols.py, which names its source. Given the same
-# weights (--cfg-options model.clip.pretrained=/path/ViT-B-16.pt)
-# it predicts the official code's labels.
-_base_ = [
-    '../_base_/models/ov_eva_vitb16.py', '../_base_/datasets/voc21.py',
-    '../_base_/default_runtime.py', '../_base_/protocols.py'
-]
-protocol = dict(_delete_=True, **_base_.protocol.clearclip.voc21)
+# ClearCLIP on PASCAL VOC 21, CLIP ViT-B/16, on the official protocol
+_base_ = ['../_base_/methods/clearclip.py', '../_base_/datasets/voc21.py']
+protocol = dict(_delete_=True, **_base_.protocol.voc21)
 model = protocol['model']
-test_pipeline = [
-    protocol['resize'] if step.type == 'Resize' else step
-    for step in _base_.test_pipeline
-]
+test_pipeline = list(_base_.test_pipeline)
+test_pipeline[1] = protocol['resize']  # the dataset's steps, the row's resize
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -1,16 +1,7 @@
-# CorrCLIP on PASCAL VOC 2012 (21 classes), CLIP ViT-B/16, on the official
-# protocol (row protocol.corrclip.voc21 of ../_base_/protocols.py, which names
-# its source): DINO ViT-B/8 correlation within pre-generated SAM2 masks
-# (model.clip.masks.root: a folder of <image stem>.npz, as the official
-# instance_mask_path) and the map correction.
-_base_ = [
-    '../_base_/models/ov_eva_vitb16.py', '../_base_/datasets/voc21.py',
-    '../_base_/default_runtime.py', '../_base_/protocols.py'
-]
-protocol = dict(_delete_=True, **_base_.protocol.corrclip.voc21)
+# CorrCLIP on PASCAL VOC 21, CLIP ViT-B/16, on the official protocol
+_base_ = ['../_base_/methods/corrclip.py', '../_base_/datasets/voc21.py']
+protocol = dict(_delete_=True, **_base_.protocol.voc21)
 model = protocol['model']
-test_pipeline = [
-    protocol['resize'] if step.type == 'Resize' else step
-    for step in _base_.test_pipeline
-]
+test_pipeline = list(_base_.test_pipeline)
+test_pipeline[1] = protocol['resize']  # the dataset's steps, the row's resize
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

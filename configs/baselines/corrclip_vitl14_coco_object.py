@@ -1,19 +1,5 @@
-# CorrCLIP on COCO-Object, CLIP ViT-L/14, on the official protocol (row
-# protocol.corrclip.coco_object of ../_base_/protocols.py, which names its
-# source): DINO ViT-B/8 correlation within pre-generated SAM2 masks
-# (model.clip.masks.root: a folder of <image stem>.npz, as the official
-# instance_mask_path) and the map correction. The tower is the official code's
-# ViT-L/14 (ViT-L-14-quickgelu, metaclip_fullcc); everything else is the
-# ViT-B/16 protocol.
-_base_ = [
-    '../_base_/models/ov_eva_vitb16.py', '../_base_/datasets/coco_object.py',
-    '../_base_/default_runtime.py', '../_base_/protocols.py'
-]
-protocol = dict(_delete_=True, **_base_.protocol.corrclip.coco_object)
-model = protocol['model']
-model['clip'].update(name='ViT-L-14-quickgelu', pretrained='metaclip_fullcc')
-test_pipeline = [
-    protocol['resize'] if step.type == 'Resize' else step
-    for step in _base_.test_pipeline
-]
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+# CorrCLIP on COCO-Object, CLIP ViT-L/14 as CorrCLIPv1 lists it
+_base_ = ['./corrclip_vitb16_coco_object.py']
+model = dict(
+    clip=dict(name='ViT-L-14-quickgelu', pretrained='metaclip_fullcc'))
+protocol = dict(model=model)  # the saved row names the CLIP it runs

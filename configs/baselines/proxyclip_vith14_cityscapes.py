@@ -1,5 +1,3 @@
-# ProxyCLIP on Cityscapes, CLIP ViT-H/14 (laion2b_s32b_b79k) + DINO ViT-B/8:
-# the ViT-B/16 protocol (./proxyclip_vitb16_cityscapes.py) with the larger
-# CLIP, as the official configs/base_config.py lists it.
+# ProxyCLIP on Cityscapes, CLIP ViT-H/14 as its base_config.py lists it
 _base_ = ['./proxyclip_vitb16_cityscapes.py']
 model = dict(clip=dict(name='ViT-H-14', pretrained='laion2b_s32b_b79k'))

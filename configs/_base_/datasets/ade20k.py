@@ -1,4 +1,6 @@
 # dataset settings (ADE20K, 150 classes, test only)
+# Resize (step 1 of test_pipeline) is a default: a baseline config puts its
+# protocol row's in its place (../protocols.py).
 dataset_type = 'ADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
 test_pipeline = [

@@ -1,4 +1,6 @@
 # dataset settings (Cityscapes, 19 classes, test only)
+# Resize (step 1 of test_pipeline) is a default: a baseline config puts its
+# protocol row's in its place (../protocols.py).
 dataset_type = 'CityscapesDataset'
 data_root = 'data/cityscapes/'
 test_pipeline = [

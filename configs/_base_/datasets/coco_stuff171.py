@@ -1,4 +1,6 @@
 # dataset settings (COCO-Stuff164k, 171 classes, test only)
+# Resize (step 1 of test_pipeline) is a default: a baseline config puts its
+# protocol row's in its place (../protocols.py).
 dataset_type = 'COCOStuffDataset'
 data_root = 'data/coco_stuff164k'
 test_pipeline = [

@@ -1,4 +1,6 @@
 # dataset settings (PASCAL Context, 60 classes with background, test only)
+# Resize (step 1 of test_pipeline) is a default: a baseline config puts its
+# protocol row's in its place (../protocols.py).
 dataset_type = 'PascalContextDataset'
 data_root = 'data/VOCdevkit/VOC2010/'
 test_pipeline = [

@@ -1,4 +1,6 @@
 # dataset settings (PASCAL VOC 2012, 20 classes without background, test only)
+# Resize (step 1 of test_pipeline) is a default: a baseline config puts its
+# protocol row's in its place (../protocols.py).
 dataset_type = 'PascalVOC20Dataset'
 data_root = 'data/VOCdevkit/VOC2012'
 test_pipeline = [

@@ -1,4 +1,6 @@
 # dataset settings (PASCAL VOC 2012, 21 classes with background, test only)
+# Resize (step 1 of test_pipeline) is a default: a baseline config puts its
+# protocol row's in its place (../protocols.py).
 dataset_type = 'PascalVOCDataset'
 data_root = 'data/VOCdevkit/VOC2012'
 test_pipeline = [
