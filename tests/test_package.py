@@ -191,6 +191,8 @@ def test_the_wheel_holds_every_module_and_data_file(wheel):
             f'{module} is not in the wheel'
     missing = [f for f in data_files() if f not in names]
     assert not missing, f'data files missing from the wheel: {missing}'
+    # the loopback OpenAI server is test support (tools/fake_openai.py)
+    assert not [n for n in names if 'fake_openai' in n or 'testing' in n]
 
 
 def test_the_wheel_declares_what_the_package_imports(wheel):
