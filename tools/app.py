@@ -21,19 +21,14 @@ root starts this page as a Hugging Face Space does (see the README).
 """
 import argparse
 import os
-import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
-from _cli import (REPO, Context, UserError, add_debug_flag, check_classes,
-                  check_config_file, check_options, run)
-from mmengine.config import Config, DictAction
-
-from demo import (DEFAULT_CONFIG, class_palette, class_records, draw_overlay,
-                  share_text)
+from _cli import (DEFAULT_CONFIG, REPO, Context, UserError, add_cfg_options,
+                  add_debug_flag, check_classes, check_config_file,
+                  check_options, run)
 
 SOURCES = ('lexicon', 'openai-compatible server', 'none')
 # The bases the page offers: a name -> the ``model.clip`` settings it
@@ -70,11 +65,8 @@ def parse_args(argv=None):
         '--config',
         default=str(DEFAULT_CONFIG),
         help='model config (default: %(default)s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value (applied last)')
+    add_cfg_options(parser,
+                    'override config settings, key=value (applied last)')
     add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -95,13 +87,13 @@ class Segmenter:
     """The one loaded model and what a request changes on it (classes,
     vocabulary source, base), used by one request at a time."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg):
         import ov_eva  # noqa: F401  (registers OV-EVA; compat first)
-        from demo import build_model
+        from ov_eva.apis import init_model
         self.cfg = cfg
         self.lock = threading.Lock()
         from mmengine.device import get_device
-        self.model = build_model(cfg, get_device())  # an accelerator if any
+        self.model = init_model(cfg, get_device())  # an accelerator if any
         self.base = self._base_of(cfg)
         self.default_source = self.model.vocabulary  # the config's (lexicon)
         self.sources = {}
@@ -118,11 +110,11 @@ class Segmenter:
                             f'{", ".join(BASES)}')
         settings = BASES[name]
         if set(settings) - RUNTIME_CLIP_KEYS:  # another model: rebuild
-            from demo import build_model
+            from ov_eva.apis import init_model
             cfg = self.cfg.copy()
             cfg.model.clip.update(settings)
-            self.model = build_model(cfg,
-                                     next(self.model.parameters()).device.type)
+            self.model = init_model(cfg,
+                                    next(self.model.parameters()).device.type)
             self.model.vocabulary = self.default_source = None
             self.sources = {}
         for key, value in settings.items():
@@ -176,6 +168,9 @@ class Segmenter:
         """Segment one image file; what the page shows."""
         from mmseg.apis import inference_model
 
+        from ov_eva.visualization import (class_palette, class_records,
+                                          draw_overlay, present_rows,
+                                          share_text)
         from ov_eva.vocabulary import FatalVocabularyError
         from ov_eva.vocabulary.base import read_rgb
         model = self.model
@@ -226,11 +221,8 @@ class Segmenter:
         top_classes = top.indices[:, ::step, ::step].numpy().astype(np.int32)
         del sample, scores, top
         palette = class_palette(len(class_list))
-        counts = np.bincount(label.ravel(), minlength=len(class_list))
-        total = int(counts.sum())
-        present = sorted(np.flatnonzero(counts), key=lambda c: (-counts[c], c))
         names = [synonyms[0] for synonyms in class_list]
-        rows = [(int(c), names[c], 100.0 * counts[c] / total) for c in present]
+        counts, rows = present_rows(label, names, len(class_list))
         overlay = draw_overlay(image, label, palette, rows, 0.5)
         return dict(
             overlay=overlay,
@@ -406,12 +398,11 @@ def main(argv=None):
     if not 0 < args.port < 65536:
         raise UserError(f'--port {args.port} is outside 1..65535')
     import ov_eva  # noqa: F401
-    from demo import build_config
+    from ov_eva.apis import image_config
     from ov_eva.memory import reuse_freed_memory
     reuse_freed_memory()
-    build_args = argparse.Namespace(
-        config=args.config, vocabulary=None, cfg_options=args.cfg_options)
-    cfg = build_config(build_args, None)  # classes='auto' until a request
+    # classes='auto' until a request
+    cfg = image_config(args.config, cfg_options=args.cfg_options)
     Context.cfg = cfg
     segmenter = Segmenter(cfg)
     lexicon = segmenter.default_source
@@ -445,5 +436,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     run(main)
