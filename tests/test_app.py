@@ -13,9 +13,8 @@ import urllib.request
 import numpy as np
 import pytest
 from conftest import NO_PAMR, REPO, TINY, run_cli, shared_data
+from fake_openai import FakeOpenAIServer
 from PIL import Image
-
-from ov_eva.testing import FakeOpenAIServer
 
 ADE_IMAGE = 'images/validation/ADE_val_00000001.jpg'
 CLASSES = 'wall; floor; sky, clouds; person\ntree'

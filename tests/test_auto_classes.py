@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from conftest import (NO_PAMR, REPO, TINY, demo_outputs, run_cli, run_demo,
                       shared_data)
+from fake_openai import FakeOpenAIServer
 from PIL import Image
 
 import ov_eva  # noqa: F401
 from ov_eva import scoring
-from ov_eva.testing import FakeOpenAIServer
 
 ADE_IMAGE = 'images/validation/ADE_val_00000001.jpg'
 

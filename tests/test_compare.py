@@ -5,8 +5,7 @@ import re
 from pathlib import Path
 
 from conftest import REPO, TINY, run_cli, shared_data
-
-from ov_eva.testing import FakeOpenAIServer, _prompt_text, good_answer
+from fake_openai import FakeOpenAIServer, _prompt_text, good_answer
 
 ONE_IMAGE = 'test_dataloader.dataset.indices=1'  # keeps the slower tests short
 NACLIP = 'configs/baselines/naclip_vitb16_ade.py'

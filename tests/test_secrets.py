@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import pytest
 from conftest import run_cli
+from fake_openai import FakeOpenAIServer
 from mmengine.logging import MMLogger
 
 from ov_eva.hooks import VocabularyPrefetchHook
-from ov_eva.testing import FakeOpenAIServer
 from ov_eva.vocabulary import (FatalVocabularyError, OpenAIVocabulary,
                                VocabularyCache)
 from ov_eva.vocabulary.prefetch import prefetch

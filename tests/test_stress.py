@@ -9,8 +9,8 @@ import time
 import cv2
 import numpy as np
 from conftest import REPO
+from fake_openai import FakeOpenAIServer
 
-from ov_eva.testing import FakeOpenAIServer
 from ov_eva.vocabulary import OpenAIVocabulary, VocabularyCache
 from ov_eva.vocabulary.prefetch import prefetch
 

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 from conftest import REPO, run_cli
+from fake_openai import FakeOpenAIServer
 
-from ov_eva.testing import FakeOpenAIServer
 from ov_eva.vocabulary import (CachedVocabulary, CacheError, Term,
                                VocabularyCache, VocabularyEntry,
                                VocabularyFailure)

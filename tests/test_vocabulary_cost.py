@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 from conftest import REPO, run_cli, shared_data
+from fake_openai import FakeOpenAIServer
 
-from ov_eva.testing import FakeOpenAIServer
 from ov_eva.vocabulary import OpenAIVocabulary, VocabularyCache
 from ov_eva.vocabulary.prefetch import prefetch
 from ov_eva.vocabulary.pricing import (PriceTable, TextCounter, image_tokens,

@@ -7,8 +7,8 @@ import time
 import cv2
 import numpy as np
 import pytest
+from fake_openai import FakeOpenAIServer
 
-from ov_eva.testing import FakeOpenAIServer
 from ov_eva.vocabulary import (FatalVocabularyError, OpenAIVocabulary,
                                VocabularyFailure)
 from ov_eva.vocabulary.prefetch import prefetch

@@ -3,8 +3,8 @@ loopback server and the real ADE20K samples."""
 import re
 
 from conftest import NO_PAMR, TINY, run_cli, shared_data
+from fake_openai import FakeOpenAIServer
 
-from ov_eva.testing import FakeOpenAIServer
 from ov_eva.vocabulary import VocabularyCache
 
 CONFIG = 'configs/oveva_vitb16_ade.py'

@@ -203,3 +203,29 @@ def check_classes(names: Optional[Sequence[str]] = None,
                         "several classes per pixel, so add another (e.g. "
                         "'background' or 'other')")
     return classes
+
+
+# the model config of the demo, the page and the benchmarks by default
+DEFAULT_CONFIG = REPO / 'configs' / 'oveva_vitb16_ade.py'
+OPTIONS_HELP = 'override config settings, key=value (mmengine DictAction)'
+
+
+def add_cfg_options(parser: argparse.ArgumentParser,
+                    help: str = OPTIONS_HELP,
+                    **kwargs) -> None:
+    """``--cfg-options key=value ...``, read by mmengine's ``DictAction``
+    (imported here: mmengine.config needs no torch)."""
+    from mmengine.config import DictAction
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help=help, **kwargs)
+
+
+def load_config(path, options: Optional[dict] = None):
+    """The config file with ``--cfg-options`` merged, kept in ``Context``
+    so that ``explain`` can name the config key of an error."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    Context.cfg = cfg
+    if options:
+        cfg.merge_from_dict(options)
+    return cfg

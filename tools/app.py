@@ -21,19 +21,14 @@ root starts this page as a Hugging Face Space does (see the README).
 """
 import argparse
 import os
-import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
-from _cli import (REPO, Context, UserError, add_debug_flag, check_classes,
-                  check_config_file, check_options, run)
-from mmengine.config import Config, DictAction
-
-from demo import (DEFAULT_CONFIG, class_palette, class_records, draw_overlay,
-                  share_text)
+from _cli import (DEFAULT_CONFIG, REPO, Context, UserError, add_cfg_options,
+                  add_debug_flag, check_classes, check_config_file,
+                  check_options, run)
 
 SOURCES = ('lexicon', 'openai-compatible server', 'none')
 # The bases the page offers: a name -> the ``model.clip`` settings it
@@ -70,11 +65,8 @@ def parse_args(argv=None):
         '--config',
         default=str(DEFAULT_CONFIG),
         help='model config (default: %(default)s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value (applied last)')
+    add_cfg_options(parser,
+                    'override config settings, key=value (applied last)')
     add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -95,13 +87,13 @@ class Segmenter:
     """The one loaded model and what a request changes on it (classes,
     vocabulary source, base), used by one request at a time."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg):
         import ov_eva  # noqa: F401  (registers OV-EVA; compat first)
-        from demo import build_model
+        from ov_eva.apis import init_model
         self.cfg = cfg
         self.lock = threading.Lock()
         from mmengine.device import get_device
-        self.model = build_model(cfg, get_device())  # an accelerator if any
+        self.model = init_model(cfg, get_device())  # an accelerator if any
         self.base = self._base_of(cfg)
         self.default_source = self.model.vocabulary  # the config's (lexicon)
         self.sources = {}
@@ -118,16 +110,15 @@ class Segmenter:
                             f'{", ".join(BASES)}')
         settings = BASES[name]
         if set(settings) - RUNTIME_CLIP_KEYS:  # another model: rebuild
-            from demo import build_model
+            from ov_eva.apis import init_model
             cfg = self.cfg.copy()
             cfg.model.clip.update(settings)
-            self.model = build_model(cfg,
-                                     next(self.model.parameters()).device.type)
-            self.model.vocabulary = self.default_source = None
+            self.model = init_model(cfg,
+                                    next(self.model.parameters()).device.type)
+            self.default_source = self.model.vocabulary
             self.sources = {}
-        for key, value in settings.items():
-            if key in RUNTIME_CLIP_KEYS:
-                setattr(self.model.clip, key, value)
+        if 'variant' in settings:
+            self.model.clip.set_variant(settings['variant'])
         self.base = name
 
     def source(self, kind: str, url: str, model_name: str):
@@ -174,8 +165,11 @@ class Segmenter:
 
     def segment(self, path: str, classes, source, progress) -> dict:
         """Segment one image file; what the page shows."""
-        from mmseg.apis import inference_model
+        from ov_eva.apis import inference_model
 
+        from ov_eva.visualization import (class_palette, class_records,
+                                          draw_overlay, present_rows,
+                                          share_text)
         from ov_eva.vocabulary import FatalVocabularyError
         from ov_eva.vocabulary.base import read_rgb
         model = self.model
@@ -190,14 +184,11 @@ class Segmenter:
             raise UserError('with no classes typed, the classes are found '
                             'in the vocabulary: choose a vocabulary source '
                             '(the lexicon works offline) or type classes')
-        model.auto_classes = classes is None
-        if classes is not None:
-            model.set_classes(classes)
-        model.vocabulary = source
+        terms = []  # per request, in the data sample: the model keeps none
         if source is not None:
             progress(0.2, desc='vocabulary')
             try:
-                result = source.fetch(path, model.fetch_classes)
+                result = source.fetch(path, [] if classes is None else classes)
             except FatalVocabularyError as error:
                 result = None
                 failure = str(error)
@@ -210,13 +201,20 @@ class Segmenter:
                         'the server, choose the lexicon, or type classes')
                 notes.append(f'The vocabulary source failed ({failure}); '
                              'segmented with the class names alone.')
-                model.vocabulary = None
+            else:
+                terms = [(t.text, t.suggested_class) for t in result.terms]
+        found = None
+        if classes is None:
+            try:
+                found = model.class_bank.find_classes([t for t, _ in terms],
+                                                      path)
+            except RuntimeError as error:
+                raise UserError(str(error)) from None
         progress(0.5, desc='segmenting')
-        sample = inference_model(model, path)
+        sample = inference_model(model, path, terms, found or classes)
         progress(0.9, desc='drawing')
         label = sample.pred_sem_seg.data[0].cpu().numpy()
-        found = sample.metainfo.get('ov_eva_classes')
-        class_list = found if found is not None else model.classes
+        class_list = sample.ov_eva_classes
         vocabulary = list(sample.metainfo.get('ov_eva_vocabulary') or [])
         scores = sample.seg_logits.data.float()
         k = min(TOP_K, scores.shape[0])
@@ -226,11 +224,8 @@ class Segmenter:
         top_classes = top.indices[:, ::step, ::step].numpy().astype(np.int32)
         del sample, scores, top
         palette = class_palette(len(class_list))
-        counts = np.bincount(label.ravel(), minlength=len(class_list))
-        total = int(counts.sum())
-        present = sorted(np.flatnonzero(counts), key=lambda c: (-counts[c], c))
         names = [synonyms[0] for synonyms in class_list]
-        rows = [(int(c), names[c], 100.0 * counts[c] / total) for c in present]
+        counts, rows = present_rows(label, names, len(class_list))
         overlay = draw_overlay(image, label, palette, rows, 0.5)
         return dict(
             overlay=overlay,
@@ -406,12 +401,11 @@ def main(argv=None):
     if not 0 < args.port < 65536:
         raise UserError(f'--port {args.port} is outside 1..65535')
     import ov_eva  # noqa: F401
-    from demo import build_config
+    from ov_eva.apis import image_config
     from ov_eva.memory import reuse_freed_memory
     reuse_freed_memory()
-    build_args = argparse.Namespace(
-        config=args.config, vocabulary=None, cfg_options=args.cfg_options)
-    cfg = build_config(build_args, None)  # classes='auto' until a request
+    # classes='auto' until a request
+    cfg = image_config(args.config, cfg_options=args.cfg_options)
     Context.cfg = cfg
     segmenter = Segmenter(cfg)
     lexicon = segmenter.default_source
@@ -445,5 +439,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     run(main)

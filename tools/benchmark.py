@@ -41,11 +41,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _cli import DEFAULT_CONFIG, add_cfg_options
 from torch.utils.flop_counter import FlopCounterMode
 
 # isort: off
 import ov_eva  # noqa: F401  (before mmseg: compat for mmcv-lite)
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.runner import set_random_seed  # noqa: E402
 from mmseg.apis import inference_model, init_model  # noqa: E402
 
@@ -311,13 +312,11 @@ def compare_bases(args, images, device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument(
-        'config', nargs='?', default=str(REPO / 'configs/oveva_vitb16_ade.py'))
+    parser.add_argument('config', nargs='?', default=str(DEFAULT_CONFIG))
     parser.add_argument('--images', type=int, default=6)
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--device', default=None)
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, default={})
+    add_cfg_options(parser, help=None, default={})
     parser.add_argument(
         '--bases',
         nargs='+',

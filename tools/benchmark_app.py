@@ -88,10 +88,8 @@ def main():
     # the in-process model, built as the page builds its own
     parsed = argparse.Namespace()
     DictAction(option_strings=[], dest='cfg')(None, parsed, options)
-    from demo import build_config
-    cfg = build_config(
-        argparse.Namespace(
-            config=args.config, vocabulary=None, cfg_options=parsed.cfg), None)
+    from ov_eva.apis import image_config
+    cfg = image_config(args.config, cfg_options=parsed.cfg)
     from ov_eva.memory import reuse_freed_memory
     reuse_freed_memory()  # as the page does
     direct = page_module.Segmenter(cfg)

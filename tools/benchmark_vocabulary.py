@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fake_openai import FakeOpenAIServer
 
 import ov_eva  # noqa: F401
-from ov_eva.testing import FakeOpenAIServer
 from ov_eva.vocabulary import OpenAIVocabulary
 from ov_eva.vocabulary.prefetch import prefetch
 

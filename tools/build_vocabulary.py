@@ -33,9 +33,9 @@ skipped, and resumes the Batch API jobs a killed run left running.
 import argparse
 from pathlib import Path
 
-from _cli import (Context, UserError, add_debug_flag, check_classes,
-                  check_config_file, check_options, run)
-from mmengine.config import Config, DictAction  # no torch yet
+from _cli import (UserError, add_cfg_options, add_debug_flag, check_classes,
+                  check_config_file, check_options, load_config, run)
+from mmengine.config import DictAction  # no torch yet
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 SOURCES = 'lexicon, openai, hf, cached, static'
@@ -47,11 +47,7 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n', 1)[1])
     parser.add_argument('--config', help='config whose test set to fetch')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value')
+    add_cfg_options(parser, 'override config settings, key=value')
     parser.add_argument('--images', help='folder of images (recursive)')
     parser.add_argument('--class-file', help='class file (with --images)')
     parser.add_argument(
@@ -90,10 +86,7 @@ def parse_args(argv=None):
 def from_config(args):
     from ov_eva.registry import vocabulary_config
     from ov_eva.text_bank import load_classes
-    cfg = Config.fromfile(args.config)
-    Context.cfg = cfg
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     if vocabulary_config(cfg.model.get('vocabulary')) is None:
         raise UserError(
             f'{args.config} has no model.vocabulary; set one, e.g. '

@@ -43,17 +43,13 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
-from _cli import (Context, UserError, add_debug_flag, check_classes,
-                  check_config_file, check_options, run)
-from mmengine.config import Config, DictAction  # no torch yet
-from PIL import Image, ImageDraw, ImageFont
+from _cli import (DEFAULT_CONFIG, Context, UserError, add_cfg_options,
+                  add_debug_flag, check_classes, check_config_file,
+                  check_options, run)
+from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / 'configs' / 'oveva_vitb16_ade.py'
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
-WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 
 
 def parse_args(argv=None):
@@ -93,11 +89,8 @@ def parse_args(argv=None):
         type=float,
         default=0.5,
         help='opacity of the prediction in the overlay, 0..1 (%(default)s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value (applied last)')
+    add_cfg_options(parser,
+                    'override config settings, key=value (applied last)')
     add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -150,139 +143,6 @@ def choose_device(device) -> str:
     return device
 
 
-def build_config(args, classes) -> Config:
-    cfg = Config.fromfile(Path(args.config).expanduser())
-    cfg.model.classes = 'auto' if classes is None else [
-        ', '.join(synonyms) for synonyms in classes
-    ]
-    cfg.model.prob_thd = 0.0
-    cfg.model.bg_idx = 0
-    if args.vocabulary is not None:
-        from ov_eva.registry import (VOCABULARIES, VOCABULARY_SHORT_NAMES,
-                                     vocabulary_config)
-        vocabulary = vocabulary_config(args.vocabulary)
-        if vocabulary is not None and VOCABULARIES.get(
-                vocabulary['type']) is None:
-            raise UserError(
-                f'--vocabulary {args.vocabulary!r} is unknown; use '
-                f'one of {", ".join(VOCABULARY_SHORT_NAMES)}, none '
-                f'or a type name: {", ".join(VOCABULARIES.module_dict)}')
-        cfg.model.vocabulary = vocabulary
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    # mmseg's inference_model builds cfg.test_pipeline, dropping only the
-    # transforms named exactly LoadAnnotations: drop any annotation loader,
-    # and take the dataset's pipeline where the config has no test_pipeline
-    pipeline = cfg.get('test_pipeline') or \
-        cfg.test_dataloader.dataset.pipeline
-    cfg.test_pipeline = [
-        t for t in pipeline if 'Annotation' not in str(t.get('type'))
-    ]
-    return cfg
-
-
-def build_model(cfg: Config, device: str):
-    """mmseg's ``init_model``, seeded so that random weights (the tiny test
-    model) are reproducible."""
-    from mmengine.runner import set_random_seed
-    from mmseg.apis import init_model
-    set_random_seed(0)
-    return init_model(cfg, checkpoint=None, device=device)
-
-
-def class_palette(num_classes: int) -> np.ndarray:
-    """(K, 3) uint8 light, distinct colours: hues a golden angle apart at
-    high value and medium saturation, so that a class blended over a photo
-    lightens it instead of darkening it (the regions get outlines in the
-    same colours, see ``draw_overlay``); colours that round to the same
-    bytes are nudged apart, so every class has its own."""
-    k = np.arange(num_classes)
-    hue = (k * 0.618033988749895) % 1.0 * 6
-    saturation = np.array([0.45, 0.65, 0.85])[k % 3]
-    value = np.array([0.98, 0.88])[k % 2]
-    # HSV -> RGB (colorsys's formula, vectorised)
-    sector, frac = np.floor(hue).astype(int) % 6, hue - np.floor(hue)
-    p, q = value * (1 - saturation), value * (1 - saturation * frac)
-    t = value * (1 - saturation * (1 - frac))
-    rgb = np.choose(sector[None], [
-        np.stack(c) for c in ((value, t, p), (q, value, p), (p, value, t),
-                              (p, q, value), (t, p, value), (value, p, q))
-    ]).T
-    palette = np.round(rgb * 255).astype(int)
-    seen = set()
-    for row in palette:
-        while tuple(row) in seen:
-            row[2] = (row[2] + 7) % 256
-        seen.add(tuple(row))
-    return palette.astype(np.uint8)
-
-
-def region_edges(label: np.ndarray, width: int = 1) -> np.ndarray:
-    """(H, W) bool: pixels whose right or lower neighbour (``width`` pixels
-    thick) has another label."""
-    edges = np.zeros(label.shape, dtype=bool)
-    edges[:, :-1] |= label[:, 1:] != label[:, :-1]
-    edges[:-1] |= label[1:] != label[:-1]
-    if width > 1:
-        edges = cv2.dilate(
-            edges.astype(np.uint8), np.ones((width, width),
-                                            np.uint8)).astype(bool)
-    return edges
-
-
-def legend_font(image_height: int):
-    """PIL's default font, ~14 px (larger on large images); the bitmap
-    default on Pillow without a scalable default font."""
-    size = max(14, round(image_height / 40))
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):
-        return ImageFont.load_default()
-
-
-def draw_overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray,
-                 rows, opacity: float) -> Image.Image:
-    """The image with the prediction blended in, and on its right a legend
-    panel: one row (swatch, name, share) per class present."""
-    height, width = label.shape
-    # uint8 blending (rounded, saturated): a float copy of a 48-megapixel
-    # photo would cost 0.6 GB a channel-stack
-    colours = palette[label]
-    blended = cv2.addWeighted(
-        np.ascontiguousarray(image), 1 - opacity, colours, opacity, 0)
-    # each region outlined in its colour, so it reads over any photo
-    edges = region_edges(label, max(1, round(min(height, width) / 300)))
-    blended[edges] = colours[edges]
-    blended = Image.fromarray(blended)
-    font = legend_font(height)
-    measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
-    box = measure.textbbox((0, 0), 'Hg', font=font)
-    line = box[3] - box[1]
-    pad, swatch, step = line, line + 4, line + 12
-    header = f'{len(rows)} of {len(palette)} classes'
-    texts = [f'{name}  {share_text(share)}' for _, name, share in rows]
-    text_width = max(
-        measure.textlength(t, font=font) for t in texts + [header])
-    legend_w = int(pad + swatch + pad // 2 + text_width + pad)
-    legend_h = int(pad + step * (len(rows) + 1) + pad)
-    canvas = Image.new('RGB', (width + legend_w, max(height, legend_h)), WHITE)
-    canvas.paste(blended, (0, 0))
-    draw = ImageDraw.Draw(canvas)
-    x, y = width + pad, pad
-    draw.text((x, y), header, fill=BLACK, font=font)
-    for (k, _, _), text in zip(rows, texts):
-        y += step
-        draw.rectangle([x, y, x + swatch - 1, y + swatch - 1],
-                       fill=tuple(int(c) for c in palette[k]),
-                       outline=BLACK)
-        draw.text((x + swatch + pad // 2, y + 2), text, fill=BLACK, font=font)
-    return canvas
-
-
-def share_text(share: float) -> str:
-    return '<0.1%' if share < 0.05 else f'{share:.1f}%'
-
-
 class Console:
     """Per-image lines on stdout, errors on stderr, and (folders only) a
     progress bar on stderr, kept below the lines."""
@@ -327,6 +187,8 @@ def segment(model, path: Path, prefix: Path, palette, opacity: float,
     """Segment one image and write its three files; the JSON record."""
     from mmseg.apis import inference_model
 
+    from ov_eva.visualization import (class_palette, class_records,
+                                      draw_overlay, present_rows)
     from ov_eva.vocabulary.base import read_rgb
     start = time.perf_counter()
     image = read_rgb(path)
@@ -342,11 +204,8 @@ def segment(model, path: Path, prefix: Path, palette, opacity: float,
     if label.shape != image.shape[:2]:
         raise RuntimeError(f'prediction {label.shape} and image '
                            f'{image.shape[:2]} differ in size')
-    counts = np.bincount(label.ravel(), minlength=len(palette))
-    total = int(counts.sum())
-    present = sorted(np.flatnonzero(counts), key=lambda k: (-counts[k], k))
     names = [c['name'] for c in info['classes']]
-    rows = [(int(k), names[k], 100.0 * counts[k] / total) for k in present]
+    counts, rows = present_rows(label, names, len(palette))
     prefix.parent.mkdir(parents=True, exist_ok=True)
     overlay = prefix.with_name(f'{prefix.name}_overlay.png')
     label_file = prefix.with_name(f'{prefix.name}_label.png')
@@ -377,17 +236,6 @@ def segment(model, path: Path, prefix: Path, palette, opacity: float,
     return record
 
 
-def class_records(classes, palette) -> list:
-    """The classes as the JSON and the page show them."""
-    return [
-        dict(
-            index=k,
-            name=synonyms[0],
-            synonyms=list(synonyms),
-            color=palette[k].tolist()) for k, synonyms in enumerate(classes)
-    ]
-
-
 def main(argv=None):
     args = parse_args(argv)
     # what needs no torch first: a mistake answers in a fraction of a second
@@ -399,14 +247,16 @@ def main(argv=None):
     classes = read_classes(args)
 
     import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
+    from ov_eva.apis import image_config, init_model
     from ov_eva.memory import reuse_freed_memory
+    from ov_eva.visualization import class_palette, class_records, share_text
     from ov_eva.vocabulary import FatalVocabularyError
     reuse_freed_memory()
     device = choose_device(args.device)
-    cfg = build_config(args, classes)
+    cfg = image_config(args.config, classes, args.vocabulary, args.cfg_options)
     Context.cfg = cfg
     start = time.perf_counter()
-    model = build_model(cfg, device)
+    model = init_model(cfg, device)
     found = model.class_bank.auto
     palette = class_palette(0 if found else len(model.classes))
     if not found:

@@ -10,19 +10,15 @@ builds (tag, local file or the random tiny model, seeded by the config)::
 import argparse
 from pathlib import Path
 
-from _cli import Context, add_debug_flag, check_config_file, check_options, run
-from mmengine.config import Config, DictAction  # no torch yet
+from _cli import (add_cfg_options, add_debug_flag, check_config_file,
+                  check_options, load_config, run)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file path')
     parser.add_argument('out', help='checkpoint file to write (.pth)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value (mmengine DictAction)')
+    add_cfg_options(parser)
     add_debug_flag(parser)
     return parser.parse_args()
 
@@ -35,10 +31,7 @@ def main():
     from mmengine.runner import save_checkpoint, set_random_seed
 
     import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
-    cfg = Config.fromfile(args.config)
-    Context.cfg = cfg
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     set_random_seed(**cfg.get('randomness', dict(seed=0)))
     from mmseg.registry import MODELS

@@ -12,8 +12,9 @@ import argparse
 import os
 import os.path as osp
 
-from _cli import Context, add_debug_flag, check_config_file, check_options, run
-from mmengine.config import Config, DictAction  # no torch yet
+from _cli import (add_cfg_options, add_debug_flag, check_config_file,
+                  check_options, load_config, run)
+from mmengine.config import Config  # no torch yet
 
 
 def parse_args():
@@ -32,11 +33,7 @@ def parse_args():
         '--show-dir', help='directory where painted images are saved')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='interval of --show (s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value (mmengine DictAction)')
+    add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -52,11 +49,8 @@ def parse_args():
 
 
 def build_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    Context.cfg = cfg
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

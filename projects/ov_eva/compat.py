@@ -74,8 +74,19 @@ def _provide_mmcv_ext() -> None:
         sys.modules['mmcv._ext'] = stand_in
 
 
+def _require_mmcv() -> None:
+    """mmseg imports mmcv, which setup.cfg cannot require: its full build and
+    mmcv-lite install the same package (see ``install_requires`` there)."""
+    if importlib.util.find_spec('mmcv') is None:
+        raise ImportError(
+            'OV-EVA needs mmcv (mmsegmentation imports it): pip install '
+            '"ov-eva[mmcv-lite]" (CPU, no compiled ops) or mim install '
+            '"mmcv>=2.0.0rc4,<2.2.0" (full mmcv for your torch and CUDA)')
+
+
 def install() -> None:
     """Apply both bridges; safe to call more than once."""
+    _require_mmcv()
     _import_torchvision()
     _provide_mmcv_ext()
 

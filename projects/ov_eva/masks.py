@@ -19,6 +19,7 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
+from .optional import require
 from .registry import MASK_SOURCES, build_mask_source  # noqa: F401
 
 # tiny random SAM2 / SAM for tests, built from config dicts
@@ -82,8 +83,7 @@ def check_mask(mask, meta: dict, source: str) -> Tensor:
 
 def tiny_sam_config():
     """The config of a tiny random SAM (v1) (tests; no download)."""
-    from transformers import SamConfig
-    return SamConfig(
+    return require('transformers', 'SAM masks').SamConfig(
         vision_config=dict(
             hidden_size=32,
             num_hidden_layers=2,
@@ -103,8 +103,7 @@ def tiny_sam_config():
 
 def tiny_sam2_config():
     """The config of a tiny random SAM2 (tests; no download)."""
-    from transformers import Sam2Config
-    return Sam2Config(
+    return require('transformers', 'SAM2 masks').Sam2Config(
         vision_config=dict(
             backbone_config=dict(
                 model_type='sam2_hiera_det_model',
@@ -184,6 +183,7 @@ class SAMMasks:
     def load(self):
         if self._model is not None:
             return self._model, self._processor
+        require('transformers', 'SAM masks')
         from transformers import (AutoModel, Sam2ImageProcessor,
                                   SamImageProcessor)
         tiny = {TINY_SAM2: tiny_sam2_config, TINY_SAM: tiny_sam_config}

@@ -96,6 +96,12 @@ class DenseCLIPEncoder(CLIPTower):
             init_cfg=init_cfg)
         self.variant, self.gaussian_std = variant, gaussian_std
 
+    def set_variant(self, variant: str) -> None:
+        """Switch the last block to another of ``VARIANTS`` (same weights:
+        e.g. the page's base choice)."""
+        check_choice('variant', variant, VARIANTS)
+        self.variant = variant
+
     def _dense(self, images: Tensor, visual: torch.nn.Module) -> Tensor:
         x, grid = self._tokens(images, visual)
         x = self._last_block(visual.transformer.resblocks[-1], x, grid)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..hub import hub_offline, hub_reachable
+from ..optional import require
 
 # Tiny random VFMs for tests (no download): transformers config dicts.
 TINY_VFMS = {
@@ -75,6 +76,7 @@ def vfm_config(name: str,
     local folder; a local ``pretrained`` folder is read first), with
     ``overrides``; offline and uncached, a FileNotFoundError within seconds
     that says what to do."""
+    require('transformers', f'model.clip.vfm {name!r}')
     from transformers import CONFIG_MAPPING, AutoConfig
     overrides = dict(overrides or {})
     if name in TINY_VFMS:

@@ -18,6 +18,7 @@ import json
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..optional import require
 from .base import (Classes, FatalVocabularyError, FetchResult, ImageInput,
                    VocabularyFailure, load_rgb)
 from .cache import VocabularyEntry
@@ -217,7 +218,7 @@ class BatchAPI:
     def _api(self, what: str, call):
         """A Batch/Files API call; a rejected key or an unreachable server
         ends the run (the batch ids so far stay in the cache)."""
-        import openai
+        openai = require('openai', 'the Batch API')
         try:
             return call()
         except openai.AuthenticationError as error:

@@ -236,7 +236,7 @@ class HFVocabulary(MLLMVocabulary):
         except ImportError as error:
             raise FatalVocabularyError(
                 f'HFVocabulary needs transformers ({error}); '
-                'pip install "transformers>=4.50"') from None
+                'pip install "ov-eva[hf]"') from None
         local_only, reason = self.local_files_only, 'local_files_only=True'
         if self.is_local:
             path = Path(self.model).expanduser()

@@ -12,6 +12,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..optional import require
 from ..registry import VOCABULARIES
 from .base import (Classes, FatalVocabularyError, FetchResult, ImageInput,
                    MLLMVocabulary, VocabularyFailure, shrink)
@@ -223,7 +224,7 @@ class OpenAIVocabulary(BatchAPI, CostEstimate, MLLMVocabulary):
         """One client per process (forked workers must not share sockets)."""
         with self._client_lock:
             if self._client is None or self._client_pid != os.getpid():
-                import openai
+                openai = require('openai', 'OpenAIVocabulary')
                 self._client = openai.OpenAI(
                     api_key=self._key(),
                     base_url=self.base_url,
@@ -327,7 +328,7 @@ class OpenAIVocabulary(BatchAPI, CostEstimate, MLLMVocabulary):
             input_tokens=tokens_in)
 
     def ask(self, rgb, prompt, usage):
-        import openai
+        openai = require('openai', 'OpenAIVocabulary')
         kwargs = self.body(rgb, prompt)
         held = self._reserve(rgb.shape, prompt)  # BudgetExhausted: no room
         response = None

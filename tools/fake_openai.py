@@ -1,6 +1,9 @@
 """A loopback server that speaks OpenAI's chat-completions protocol, for the
 tests and the prefetch benchmark: the real ``openai`` client talks to it over
 real HTTP, and it can be told to misbehave in every way a real server does.
+Test support, not part of the installed package: the tests import it
+(setup.cfg's pytest ``pythonpath = tools``), and so does
+``tools/benchmark_vocabulary.py`` (a script's own folder is on its path).
 
 Behaviours (``server.behaviour``: a name, or a callable ``(index, body) ->
 name`` for per-request plans): ``good``, ``malformed`` (prose, no JSON),
