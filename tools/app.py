@@ -166,7 +166,6 @@ class Segmenter:
     def segment(self, path: str, classes, source, progress) -> dict:
         """Segment one image file; what the page shows."""
         from ov_eva.apis import inference_model
-
         from ov_eva.visualization import (class_palette, class_records,
                                           draw_overlay, present_rows,
                                           share_text)

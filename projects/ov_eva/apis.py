@@ -60,10 +60,10 @@ def init_model(cfg: Config, device: str):
 
 
 def inference_model(model,
-                    image: Union[str, 'np.ndarray'],
+                    image,
                     terms: Optional[Sequence[tuple]] = None,
                     classes: Optional[Sequence[Sequence[str]]] = None):
-    """mmseg's ``inference_model`` for one image (a path or an RGB
+    """mmseg's ``inference_model`` for one ``image`` (a path or an RGB
     array), with what this image alone uses put in its data sample instead
     of on the model: its vocabulary ``terms`` ([(term, suggested class name
     or None)], [] for none; None: the model's own source is asked) and its
