@@ -44,6 +44,12 @@ def parse_args():
         help='job launcher')
     parser.add_argument(
         '--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument(
+        '--skip-corrupt',
+        action='store_true',
+        help='check every image and label of the test dataset first and '
+        'leave out those that do not decode (listed after the table); '
+        'without it such a file stops the run, naming it')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     add_debug_flag(parser)
     args = parser.parse_args()
@@ -74,6 +80,8 @@ def build_config(args) -> Config:
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
+    if args.skip_corrupt:  # ClassFileSegDataset and OV-EVA's datasets
+        cfg.test_dataloader.dataset.skip_corrupt = True
     if args.out is not None:
         cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
     return cfg
