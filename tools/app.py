@@ -408,12 +408,12 @@ def main(argv=None):
     import ov_eva  # noqa: F401
     from demo import build_config
     from ov_eva.memory import reuse_freed_memory
-    reuse_freed_memory()
     build_args = argparse.Namespace(
         config=args.config, vocabulary=None, cfg_options=args.cfg_options)
     cfg = build_config(build_args, None)  # classes='auto' until a request
     Context.cfg = cfg
-    segmenter = Segmenter(cfg)
+    segmenter = Segmenter(cfg)  # missing weights: one line, before the page
+    reuse_freed_memory()  # for the requests' buffers
     lexicon = segmenter.default_source
     if hasattr(lexicon, 'lexicon_embeddings'):  # before the first request
         print(

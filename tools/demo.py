@@ -181,13 +181,25 @@ def build_config(args, classes) -> Config:
     return cfg
 
 
+OFFLINE_ROUTE = ('Without the weights, try the tools on the tiny random '
+                 'model (no download, masks are noise): --cfg-options '
+                 'model.clip.name=ov-eva-tiny model.clip.pretrained=None')
+
+
 def build_model(cfg: Config, device: str):
     """mmseg's ``init_model``, seeded so that random weights (the tiny test
-    model) are reproducible."""
+    model) are reproducible, with its weights loaded now: missing weights
+    are said once, before the first image, with the offline route."""
     from mmengine.runner import set_random_seed
     from mmseg.apis import init_model
     set_random_seed(0)
-    return init_model(cfg, checkpoint=None, device=device)
+    model = init_model(cfg, checkpoint=None, device=device)
+    try:
+        model.clip.load_pretrained()  # a no-op once loaded
+    except FileNotFoundError as error:
+        raise UserError(
+            f'{" ".join(str(error).split())} {OFFLINE_ROUTE}') from None
+    return model
 
 
 def class_palette(num_classes: int) -> np.ndarray:
@@ -401,12 +413,12 @@ def main(argv=None):
     import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
     from ov_eva.memory import reuse_freed_memory
     from ov_eva.vocabulary import FatalVocabularyError
-    reuse_freed_memory()
     device = choose_device(args.device)
     cfg = build_config(args, classes)
     Context.cfg = cfg
     start = time.perf_counter()
-    model = build_model(cfg, device)
+    model = build_model(cfg, device)  # a mistake is the first line printed
+    reuse_freed_memory()  # for the images' buffers
     found = model.auto_classes
     palette = class_palette(0 if found else len(model.classes))
     if not found:
