@@ -131,12 +131,14 @@ class ChecksItsFiles:
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        data_list = super().load_data_list()
+        img_dir = self.data_prefix.get('img_path', '')
+        listed = self.ann_file and osp.isfile(self.ann_file)
+        found = listed or osp.isdir(img_dir)  # else mmseg's scandir fails
+        data_list = super().load_data_list() if found else []
         if not data_list:
             raise DataError(
-                describe_no_images(
-                    self.data_prefix.get('img_path', ''), self.img_suffix,
-                    self.ann_file))
+                describe_no_images(img_dir, self.img_suffix,
+                                   self.ann_file if listed else ''))
         if self.skip_corrupt:
             self.skipped_files = corrupt_files(data_list)
             data_list = [
