@@ -61,11 +61,12 @@ def assert_one_error(proc, *words):
     metric table."""
     log = proc.stdout + proc.stderr
     assert proc.returncode == 2, log[-3000:]
-    lines = [ln for ln in proc.stderr.splitlines() if 'error' in ln.lower()]
+    lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: '), lines
     for word in words:
         assert word in lines[0], lines[0]
-    assert 'Traceback' not in log and 'per class results' not in log
+    # told before the Runner's environment and config dump
+    assert 'System environment' not in proc.stdout
     return lines[0]
 
 
@@ -128,8 +129,11 @@ def test_ignore_values_leave_the_unlabelled_value_unscored(tmp_path):
         metrics(tmp_path / 'b' / 'work'))
 
 
-def test_mim_test_stops_on_a_stray_label_with_one_line(tmp_path):
-    root = write_dataset(tmp_path / 'data', values=(0, 3, 2))
+def mim_test_errors(tmp_path, root, *extra):
+    """``mim test`` of the template on ``root`` with a tiny checkpoint: the
+    ``error:`` lines of mmseg's tools/test.py, which must exit with 2
+    (mim then adds its own CalledProcessError traceback, naming that
+    status)."""
     ckpt = tmp_path / 'tiny.pth'
     run_cli('tools/export_checkpoint.py', TEMPLATE, ckpt, '--cfg-options',
             *TINY)
@@ -143,16 +147,19 @@ def test_mim_test_stops_on_a_stray_label_with_one_line(tmp_path):
         '--work-dir',
         tmp_path / 'work',
         '--cfg-options',
-        *dataset_options(root),
+        *dataset_options(root, *extra),
         check=False)
     assert proc.returncode != 0
-    # mmseg's tools/test.py: one line and exit 2 (mim then adds its own
-    # CalledProcessError traceback, naming that status)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')]
-    assert len(lines) == 1 and 'ignore_values=[3]' in lines[0], lines
-    assert 'non-zero exit status 2' in proc.stderr
+    assert 'non-zero exit status 2' in proc.stderr, proc.stderr[-3000:]
     assert 'per class results' not in proc.stdout
     assert 'data_checks.py' not in proc.stderr  # no traceback of ours
+    return [ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')]
+
+
+def test_mim_test_stops_on_a_stray_label_with_one_line(tmp_path):
+    root = write_dataset(tmp_path / 'data', values=(0, 3, 2))
+    lines = mim_test_errors(tmp_path, root)
+    assert len(lines) == 1 and 'ignore_values=[3]' in lines[0], lines
 
 
 # item 4: datasets that find nothing, or a corrupt image
@@ -164,6 +171,21 @@ def test_a_wrong_image_suffix_names_what_the_folder_holds(tmp_path):
         run_test(tmp_path, root), f'{root / "images"}', "'.jpg'",
         "found 3 .png files: set img_suffix='.png'")
     assert 'concatenate' not in line
+    # one of mmseg's own datasets (ADE20KDataset) through tools/test.py
+    ade = tmp_path / 'ade' / 'images' / 'validation'
+    ade.mkdir(parents=True)
+    for i in range(2):
+        Image.new('RGB', (8, 8)).save(ade / f'ADE_val_{i}.png')
+    proc = run_cli(
+        'tools/test.py',
+        'configs/oveva_vitb16_ade.py',
+        '--work-dir',
+        tmp_path / 'work',
+        '--cfg-options',
+        *TINY,
+        f'test_dataloader.dataset.data_root={tmp_path / "ade"}',
+        check=False)
+    assert_one_error(proc, f"under {ade}: found 2 .png files")
 
 
 def test_an_empty_or_missing_image_folder(tmp_path):
@@ -176,26 +198,11 @@ def test_an_empty_or_missing_image_folder(tmp_path):
         str(tmp_path / 'nowhere' / 'images'), 'does not exist')
 
 
-def test_mim_test_on_an_empty_folder(tmp_path):
+def test_mim_test_on_a_wrong_suffix(tmp_path):
     root = write_dataset(tmp_path / 'data', suffix='.png')
-    ckpt = tmp_path / 'tiny.pth'
-    run_cli('tools/export_checkpoint.py', TEMPLATE, ckpt, '--cfg-options',
-            *TINY)
-    proc = run_cli(
-        'mim',
-        'test',
-        'mmseg',
-        TEMPLATE,
-        '--checkpoint',
-        ckpt,
-        '--cfg-options',
-        *dataset_options(root),
-        f'work_dir={tmp_path / "work"}',
-        check=False)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    assert "set img_suffix='.png'" in lines[0]
-    assert 'non-zero exit status 2' in proc.stderr
+    lines = mim_test_errors(tmp_path, root)
+    assert len(lines) == 1, lines
+    assert "found 3 .png files: set img_suffix='.png'" in lines[0]
 
 
 def corrupt_one(root):
@@ -211,9 +218,18 @@ def test_a_corrupt_image_stops_the_run_naming_it(tmp_path):
     assert_one_error(
         run_test(tmp_path, root), f'{bad} is not a readable image',
         '--skip-corrupt')
-    # through DataLoader workers too: the worker's traceback is not shown
-    proc = run_test(tmp_path, root, 'test_dataloader.num_workers=2')
-    assert_one_error(proc, f'{bad} is not a readable image')
+
+
+def test_mim_test_on_a_corrupt_image_in_a_worker(tmp_path):
+    """mmseg's tools/test.py finds it during the evaluation, in a
+    DataLoader worker: one line naming the file, not the worker's
+    traceback."""
+    root = write_dataset(tmp_path / 'data')
+    bad = corrupt_one(root)
+    lines = mim_test_errors(tmp_path, root, 'test_dataloader.num_workers=2')
+    assert len(lines) == 1, lines
+    assert f'{bad} is not a readable image' in lines[0]
+    assert 'Traceback' not in lines[0] and 'worker' not in lines[0]
 
 
 def test_skip_corrupt_leaves_it_out_and_says_so_after_the_table(tmp_path):

@@ -132,6 +132,8 @@ def main():
     from mmengine.runner import Runner
     cfg = build_config(args)
     prepare_cpu_distributed(cfg)
+    from ov_eva.data_checks import check_test_data
+    check_test_data(cfg)  # data mistakes before the Runner's log
     runner = Runner.from_cfg(cfg)
     if cfg.load_from is None:  # the config's own weights, fetched now
         model = runner.model.module if is_model_wrapper(

@@ -11,6 +11,7 @@ import os.path as osp
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmcv
@@ -89,6 +90,7 @@ def describe_no_images(img_dir: str, suffix: str, ann_file: str = '') -> str:
     return f'no image ending in {suffix!r} under {img_dir}: {what}'
 
 
+@lru_cache(maxsize=None)  # the checks before the Runner and its own build
 def unreadable(path: str) -> Optional[str]:
     """Why ``path`` is not an image mmcv can decode, or None."""
     try:
@@ -108,6 +110,28 @@ def corrupt_files(data_list: List[dict]) -> Dict[str, str]:
     with ThreadPoolExecutor(8) as pool:
         reasons = list(pool.map(unreadable, paths))
     return {p: r for p, r in zip(paths, reasons) if r is not None}
+
+
+def _fails_quick_check(path: str) -> Optional[str]:
+    """``unreadable`` for the files PIL's header and checksum check (no
+    decoding) doubts."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return None
+    except Exception:  # noqa: B902 (PIL doubts it: decode to be sure)
+        return unreadable(path)
+
+
+def check_images(dataset) -> None:
+    """A DataError naming the first image that does not decode (checked on
+    8 threads, decoding only what PIL's quick check doubts)."""
+    paths = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+    with ThreadPoolExecutor(8) as pool:
+        for path, reason in zip(paths, pool.map(_fails_quick_check, paths)):
+            if reason is not None:
+                raise corrupt_image_error(path, reason)
 
 
 def corrupt_image_error(path: str, reason: str) -> DataError:
@@ -239,13 +263,55 @@ def stray_labels_message(stray: Dict[int, Tuple[int, list]], dataset,
             f'or, if it means "unlabelled", {unlabelled}: not scored')
 
 
+_CHECKED = set()  # datasets whose labels passed, in this process
+
+
 def check_labels(dataset, ignore_index: int = 255) -> None:
     """A DataError when a label value is no class of ``dataset``: the
     metric would score it (a union with no class) without a word."""
     classes = dataset.metainfo.get('classes') or ()
-    if not classes:
+    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+    key = (len(classes), ignore_index,
+           repr([(i.get('seg_map_path'), i.get('reduce_zero_label'),
+                  i.get('label_map')) for i in infos]))
+    if not classes or key in _CHECKED:
         return
     stray = stray_labels(dataset, len(classes), ignore_index)
     if stray:
         raise DataError(
             stray_labels_message(stray, dataset, len(classes), ignore_index))
+    _CHECKED.add(key)
+
+
+def _check_found_images(dataset) -> None:
+    img_dir = dataset.data_prefix.get('img_path', '')
+    ann_file = getattr(dataset, 'ann_file', '')
+    listed = bool(ann_file) and osp.isfile(ann_file)
+    if not (listed or osp.isdir(img_dir)) or not dataset.load_data_list():
+        raise DataError(
+            describe_no_images(img_dir, dataset.img_suffix,
+                               ann_file if listed else ''))
+
+
+def check_test_data(cfg) -> None:
+    """The test dataset of ``cfg`` built, its images and labels checked, so
+    that a mistake in the data is told before the Runner logs anything (the
+    Runner's own build then finds the labels checked)."""
+    import copy
+    import warnings
+
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    with warnings.catch_warnings():  # said again by the Runner's build
+        warnings.simplefilter('ignore')
+        dataset = DATASETS.build(
+            dict(copy.deepcopy(cfg.test_dataloader.dataset), lazy_init=True))
+    _check_found_images(dataset)  # mmseg's own datasets too
+    dataset.full_init()
+    check_images(dataset)
+    evaluator = cfg.get('test_evaluator', {})
+    metrics = evaluator if isinstance(evaluator, list) else [evaluator]
+    ignore_index = next(
+        (m['ignore_index'] for m in metrics if 'ignore_index' in m), 255)
+    check_labels(dataset, ignore_index)
