@@ -296,22 +296,52 @@ def _check_found_images(dataset) -> None:
 def check_test_data(cfg) -> None:
     """The test dataset of ``cfg`` built, its images and labels checked, so
     that a mistake in the data is told before the Runner logs anything (the
-    Runner's own build then finds the labels checked)."""
-    import copy
+    Runner's own build then finds the labels checked). As in the Runner,
+    a mistake in the model settings is told first."""
     import warnings
 
     from mmengine.registry import init_default_scope
-    from mmseg.registry import DATASETS
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    with warnings.catch_warnings():  # said again by the Runner's build
-        warnings.simplefilter('ignore')
-        dataset = DATASETS.build(
-            dict(copy.deepcopy(cfg.test_dataloader.dataset), lazy_init=True))
+    try:
+        with warnings.catch_warnings():  # said again by the Runner's build
+            warnings.simplefilter('ignore')
+            dataset = _build_dataset(cfg.test_dataloader.dataset)
+        check_images(dataset)
+        check_labels(dataset, _ignore_index(cfg.get('test_evaluator', {})))
+    except Exception:
+        _build_model_quietly(cfg.model)  # its error, if any, wins
+        raise
+
+
+def _build_dataset(dataset_cfg):
+    import copy
+
+    from mmseg.registry import DATASETS
+    dataset = DATASETS.build(dict(copy.deepcopy(dataset_cfg), lazy_init=True))
     _check_found_images(dataset)  # mmseg's own datasets too
     dataset.full_init()
-    check_images(dataset)
-    evaluator = cfg.get('test_evaluator', {})
+    return dataset
+
+
+def _ignore_index(evaluator) -> int:
     metrics = evaluator if isinstance(evaluator, list) else [evaluator]
-    ignore_index = next(
-        (m['ignore_index'] for m in metrics if 'ignore_index' in m), 255)
-    check_labels(dataset, ignore_index)
+    return next((m['ignore_index'] for m in metrics if 'ignore_index' in m),
+                255)
+
+
+def _build_model_quietly(model_cfg) -> None:
+    import copy
+    import logging
+    import warnings
+
+    from mmengine.logging import MMLogger
+    from mmseg.registry import MODELS
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            MODELS.build(copy.deepcopy(model_cfg))
+    finally:
+        logger.setLevel(level)
