@@ -7,7 +7,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / 'shared' / 'data'
+# The real dataset samples: $OV_EVA_SAMPLES, else ../shared/data beside the
+# repo (CI's layout). Tests that need them skip without.
+SAMPLES_ENV = 'OV_EVA_SAMPLES'
+SAMPLES_LAYOUT = ('ADEChallengeData2016/ (images/validation, '
+                  'annotations/validation), VOCdevkit/VOC2012/, cityscapes/ '
+                  "(leftImg8bit/val, gtFine/val), in mmseg's layouts")
+
+
+def samples_folder() -> Path:
+    """Where the real samples are looked for."""
+    given = os.environ.get(SAMPLES_ENV)
+    return Path(given).expanduser() if given else \
+        REPO.parent / 'shared' / 'data'
+
+
+SHARED_DATA = samples_folder()
 TINY = ['model.clip.name=ov-eva-tiny', 'model.clip.pretrained=None']
 # the tiny random VFM of the ProxyCLIP configs (a transformers config dict)
 TINY_VFM = [
@@ -27,11 +42,12 @@ def _isolated_cache(tmp_path_factory):
 
 
 def shared_data(name: str) -> Path:
-    """A dataset folder under ../shared/data, or skip saying why."""
-    path = SHARED_DATA / name
-    if not path.is_dir():
-        pytest.skip(f'{path} is absent: the real dataset samples live in '
-                    '../shared/data beside the repo (see its README)')
+    """A dataset folder of the real samples, or skip saying how to get
+    them."""
+    path = samples_folder() / name
+    if not path.exists():
+        pytest.skip(f'needs the real samples {path}: set {SAMPLES_ENV} to a '
+                    f'folder holding {SAMPLES_LAYOUT}')
     return path
 
 

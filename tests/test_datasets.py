@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_data
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
@@ -20,7 +21,6 @@ import ov_eva  # registers the datasets; must precede any mmseg.datasets use
 from ov_eva.datasets import COCOObjectDataset, PascalVOC20Dataset
 
 REPO = Path(__file__).parents[1]
-DATA = REPO.parent / 'shared' / 'data'
 CLASS_DIR = REPO / 'projects' / 'ov_eva' / 'class_names'
 CONFIG_DIR = REPO / 'configs' / '_base_' / 'datasets'
 TOOL = REPO / 'tools' / 'dataset_converters' / 'coco_object.py'
@@ -59,13 +59,6 @@ def build_test_dataset(name, data_root):
     dataset_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
     dataset_cfg.data_root = str(data_root)
     return DATASETS.build(dataset_cfg)
-
-
-def require(path):
-    if not path.exists():
-        pytest.skip(f'sample data not found at {path} (see '
-                    '../shared/data/README.md)')
-    return path
 
 
 def check_sample(dataset, index, expected_gt, short_side):
@@ -243,7 +236,7 @@ def test_coco_object_cli_errors_without_labels(tmp_path):
 
 
 def test_voc20_real_samples():
-    root = require(DATA / 'VOCdevkit' / 'VOC2012')
+    root = shared_data('VOCdevkit/VOC2012')
     dataset = build_test_dataset('voc20', root)
     assert len(dataset) == 14
     assert dataset.metainfo['reduce_zero_label']
@@ -262,7 +255,7 @@ def test_voc20_real_samples():
 
 
 def test_voc21_real_samples():
-    root = require(DATA / 'VOCdevkit' / 'VOC2012')
+    root = shared_data('VOCdevkit/VOC2012')
     dataset = build_test_dataset('voc21', root)
     assert len(dataset) == 14
     gts = []
@@ -277,7 +270,7 @@ def test_voc21_real_samples():
 
 
 def test_ade20k_real_samples():
-    root = require(DATA / 'ADEChallengeData2016')
+    root = shared_data('ADEChallengeData2016')
     dataset = build_test_dataset('ade20k', root)
     assert len(dataset) == 3
     for index in range(len(dataset)):
@@ -289,7 +282,7 @@ def test_ade20k_real_samples():
 
 
 def test_cityscapes_real_samples():
-    root = require(DATA / 'cityscapes')
+    root = shared_data('cityscapes')
     dataset = build_test_dataset('cityscapes', root)
     assert len(dataset) == 1
     path = dataset.get_data_info(0)['seg_map_path']

@@ -1,12 +1,12 @@
 """LexiconVocabulary: the shipped lexicon, CLIP ranking over windows, the
 vocabulary and text-embedding caches, and its errors."""
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import samples_folder
 
 import ov_eva  # noqa: F401  (compat, registries)
 from ov_eva.backends import DenseCLIPEncoder
@@ -15,8 +15,8 @@ from ov_eva.vocabulary.lexicon import (SHIPPED_LEXICON, LexiconVocabulary,
                                        read_lexicon, window_boxes)
 
 ADE_IMAGE = (
-    Path(__file__).resolve().parents[2] / 'shared' / 'data' /
-    'ADEChallengeData2016' / 'images' / 'validation' / 'ADE_val_00000001.jpg')
+    samples_folder() / 'ADEChallengeData2016' / 'images' / 'validation' /
+    'ADE_val_00000001.jpg')
 CLASSES = [['sky'], ['wall', 'brick wall'], ['cat']]
 SMALL = ['apple', 'boat', 'cat', 'dog', 'zebra', 'traffic light']
 

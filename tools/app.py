@@ -402,11 +402,11 @@ def main(argv=None):
     import ov_eva  # noqa: F401
     from ov_eva.apis import image_config
     from ov_eva.memory import reuse_freed_memory
-    reuse_freed_memory()
     # classes='auto' until a request
     cfg = image_config(args.config, cfg_options=args.cfg_options)
     Context.cfg = cfg
-    segmenter = Segmenter(cfg)
+    segmenter = Segmenter(cfg)  # missing weights: one line, before the page
+    reuse_freed_memory()  # for the requests' buffers
     lexicon = segmenter.default_source
     if hasattr(lexicon, 'lexicon_embeddings'):  # before the first request
         print(

@@ -251,17 +251,17 @@ def main(argv=None):
     from ov_eva.memory import reuse_freed_memory
     from ov_eva.visualization import class_palette, class_records, share_text
     from ov_eva.vocabulary import FatalVocabularyError
-    reuse_freed_memory()
     device = choose_device(args.device)
     cfg = image_config(args.config, classes, args.vocabulary, args.cfg_options)
     Context.cfg = cfg
     start = time.perf_counter()
-    model = init_model(cfg, device)
+    model = init_model(cfg, device)  # a mistake is the first line printed
+    reuse_freed_memory()  # for the images' buffers
     found = model.class_bank.auto
     palette = class_palette(0 if found else len(model.classes))
     if not found:
         model.dataset_meta = dict(
-            classes=list(model.class_names), palette=palette.tolist())
+            classes=[c[0] for c in model.classes], palette=palette.tolist())
     vocabulary = model.vocabulary
     info = dict(
         classes=[] if found else class_records(model.classes, palette),

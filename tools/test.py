@@ -41,6 +41,12 @@ def parse_args():
         help='job launcher')
     parser.add_argument(
         '--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument(
+        '--skip-corrupt',
+        action='store_true',
+        help='check every image and label of the test dataset first and '
+        'leave out those that do not decode (listed after the table); '
+        'without it such a file stops the run, naming it')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     add_debug_flag(parser)
     args = parser.parse_args()
@@ -68,6 +74,8 @@ def build_config(args) -> Config:
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
+    if args.skip_corrupt:  # ClassFileSegDataset and OV-EVA's datasets
+        cfg.test_dataloader.dataset.skip_corrupt = True
     if args.out is not None:
         cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
     return cfg
@@ -118,6 +126,8 @@ def main():
     from mmengine.runner import Runner
     cfg = build_config(args)
     prepare_cpu_distributed(cfg)
+    from ov_eva.data_checks import check_test_data
+    check_test_data(cfg)  # data mistakes before the Runner's log
     runner = Runner.from_cfg(cfg)
     if cfg.load_from is None:  # the config's own weights, fetched now
         model = runner.model.module if is_model_wrapper(

@@ -1,4 +1,4 @@
-# OV-EVA on your own dataset. Copy this file, set the values marked 1-4,
+# OV-EVA on your own dataset. Copy this file, set the values marked 1-6,
 # then: python tools/test.py configs/custom/<your copy>.py
 # Walk-through: docs/own_dataset.md. The model follows NACLIP's protocol, as
 # every OV-EVA config (short side 336, 224/112 windows, logit scale 40,
@@ -20,7 +20,16 @@ class_file = 'data/my_dataset/classes.txt'
 # 3. Labels whose 0 means "unlabelled" and whose classes start at 1: True
 #    (0 becomes 255, ignored, and v becomes v - 1).
 reduce_zero_label = False
-# 4. A catch-all class (e.g. line 1 "background"): its index, and the class
+# 4. Label values that mean "unlabelled" in your files, besides 255 (e.g.
+#    CamVid's 11 "void"): read as 255, not scored. Any other value that is
+#    no class (>= the number of lines of class_file) stops the run, naming
+#    the value and its files.
+ignore_values = []
+# 5. An image or label file that does not decode stops the run, naming it;
+#    True checks every file first and leaves out those that do not decode
+#    (listed after the table; same as tools/test.py --skip-corrupt).
+skip_corrupt = False
+# 6. A catch-all class (e.g. line 1 "background"): its index, and the class
 #    probability below which a pixel goes to it (the VOC21 protocols use
 #    0.1); 0.0 turns the rule off.
 bg_idx = 0
@@ -50,6 +59,8 @@ test_dataloader = dict(
         img_suffix=img_suffix,
         seg_map_suffix='.png',
         reduce_zero_label=reduce_zero_label,
+        ignore_values=ignore_values,
+        skip_corrupt=skip_corrupt,
         pipeline=test_pipeline))
 val_dataloader = test_dataloader
 tta_pipeline = [

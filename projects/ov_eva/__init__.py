@@ -7,6 +7,10 @@ from . import compat
 
 compat.install()  # before anything imports mmseg
 
+from . import data_checks  # noqa: E402
+
+data_checks.install_excepthook()  # DataError: one line under `mim test`
+
 from .backends import BACKENDS, CorrCLIPEncoder, DenseCLIPEncoder  # noqa
 from .datasets import (ClassFileSegDataset, COCOObjectDataset,  # noqa: E402
                        PascalVOC20Dataset)

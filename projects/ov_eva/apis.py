@@ -50,13 +50,26 @@ def _vocabulary(name: str) -> Optional[dict]:
     return vocabulary
 
 
+OFFLINE_ROUTE = ('Without the weights, try the tools on the tiny random '
+                 'model (no download, masks are noise): --cfg-options '
+                 'model.clip.name=ov-eva-tiny model.clip.pretrained=None')
+
+
 def init_model(cfg: Config, device: str):
     """mmseg's ``init_model`` without a checkpoint, seeded so that random
-    weights (the tiny test model) are reproducible."""
+    weights (the tiny test model) are reproducible, with its weights loaded
+    now: missing weights are said once, before the first image, with the
+    offline route."""
     from mmengine.runner import set_random_seed
     from mmseg.apis import init_model as mmseg_init_model
     set_random_seed(0)
-    return mmseg_init_model(cfg, checkpoint=None, device=device)
+    model = mmseg_init_model(cfg, checkpoint=None, device=device)
+    try:
+        model.clip.load_pretrained()  # a no-op once loaded
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f'{" ".join(str(error).split())} {OFFLINE_ROUTE}') from None
+    return model
 
 
 def inference_model(model,

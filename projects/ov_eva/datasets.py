@@ -18,11 +18,12 @@ dataset classes.
 ``ClassFileSegDataset`` is for your own data: a folder in mmseg's layout
 whose classes come from a class file (``configs/custom/``).
 """
-from typing import List
+from typing import List, Sequence
 
 from mmseg.datasets import BaseSegDataset, COCOStuffDataset, PascalVOCDataset
 from mmseg.registry import DATASETS
 
+from .data_checks import ChecksItsFiles
 from .text_bank import read_class_file
 
 
@@ -42,7 +43,7 @@ def _pascal_color_map(num: int) -> List[List[int]]:
 
 
 @DATASETS.register_module()
-class PascalVOC20Dataset(PascalVOCDataset):
+class PascalVOC20Dataset(ChecksItsFiles, PascalVOCDataset):
     """PASCAL VOC 2012 with the 20 object classes only (VOC20).
 
     The label files are VOC's own (0 background, 1..20 objects, 255
@@ -73,7 +74,7 @@ class PascalVOC20Dataset(PascalVOCDataset):
 
 
 @DATASETS.register_module()
-class COCOObjectDataset(BaseSegDataset):
+class COCOObjectDataset(ChecksItsFiles, BaseSegDataset):
     """COCO-Object: background plus the 80 COCO thing classes.
 
     Label files ``<image id>_instanceTrainIds.png`` hold 0 for background
@@ -98,16 +99,49 @@ class COCOObjectDataset(BaseSegDataset):
 
 
 @DATASETS.register_module()
-class ClassFileSegDataset(BaseSegDataset):
+class ClassFileSegDataset(ChecksItsFiles, BaseSegDataset):
     """Images and label PNGs in mmseg's layout (``data_prefix`` folders,
     ``img_suffix`` / ``seg_map_suffix``) whose classes are a class file: one
     class a line, synonyms comma-separated, a label value ``v`` meaning the
     class on line ``v + 1`` (after ``reduce_zero_label``), 255 ignored. The
     metainfo gets each line's first name; ``DatasetClassesHook`` gives the
-    model every synonym when ``model.classes`` is None."""
+    model every synonym when ``model.classes`` is None and stops the run
+    when a label value is no class.
 
-    def __init__(self, class_file: str, metainfo=None, **kwargs):
+    Args:
+        class_file: the class file.
+        ignore_values: label values, as written in the label files, that
+            mean "unlabelled" in this dataset (CamVid's 11): read as
+            ``ignore_index`` (255), so the metric does not score them.
+        skip_corrupt: check that every image and label decodes first and
+            leave out those that do not (listed after the table); by
+            default such a file stops the evaluation, naming it.
+    """
+
+    def __init__(self,
+                 class_file: str,
+                 metainfo=None,
+                 ignore_values: Sequence[int] = (),
+                 **kwargs):
         self.class_file = class_file
+        self.ignore_values = sorted(set(int(v) for v in ignore_values))
+        for value in self.ignore_values:
+            if not 0 <= value <= 255:
+                raise ValueError(f'ignore_values: {value} is no label value '
+                                 '(a label PNG holds 0..255)')
         names = tuple(c[0] for c in read_class_file(class_file))
         super().__init__(
             metainfo=dict(metainfo or {}, classes=names), **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        # mmseg's LoadAnnotations applies label_map after reduce_zero_label
+        # (which already ignores 0)
+        shift = 1 if self.reduce_zero_label else 0
+        unlabelled = {
+            value - shift: self.ignore_index
+            for value in self.ignore_values if value >= shift
+        }
+        if unlabelled:
+            self.label_map = {**(self.label_map or {}), **unlabelled}
+            self._metainfo['label_map'] = self.label_map
+        return super().load_data_list()

@@ -1,5 +1,6 @@
 """Runner hooks: the model's classes against the test dataset's, and the
 vocabulary cache filled before the test loop."""
+import logging
 from typing import Optional
 
 from mmengine.dist import (all_gather_object, barrier, get_dist_info,
@@ -9,6 +10,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
+from .data_checks import check_labels
 from .text_bank import read_class_file
 from .vocabulary.prefetch import PrefetchSummary, prefetch
 
@@ -27,6 +29,14 @@ def _names(classes, count=4) -> str:
     return ', '.join(repr(n) for n in names[:count]) + more
 
 
+def _ignore_index(runner) -> int:
+    """The label value the test metric ignores (IoUMetric: 255)."""
+    for metric in getattr(runner.test_evaluator, 'metrics', []):
+        if hasattr(metric, 'ignore_index'):
+            return metric.ignore_index
+    return 255
+
+
 @HOOKS.register_module()
 class DatasetClassesHook(Hook):
     """Before testing, the model's classes against the test dataset's:
@@ -34,10 +44,34 @@ class DatasetClassesHook(Hook):
     file for ``ClassFileSegDataset``, else the names in its metainfo), and
     a different number of classes stops the run before the first image,
     naming both (the metric would score class k of the model against class
-    k of the labels)."""
+    k of the labels), and so does a label value that is no class of the
+    dataset (``data_checks.check_labels``). After the table, the files a
+    dataset left out (``skip_corrupt``) are listed."""
     priority = 'HIGHEST'  # before the vocabulary prefetch, which needs them
 
     def before_test(self, runner) -> None:
+        self._match_classes(runner)
+        dataset = runner.test_dataloader.dataset
+        check_labels(dataset, _ignore_index(runner))
+        ignored = getattr(dataset, 'ignore_values', None)
+        if ignored:
+            print_log(
+                f'ignore_values: label values {ignored} mean "unlabelled" '
+                'in the test dataset: read as 255, not scored',
+                logger='current')
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        skipped = getattr(runner.test_dataloader.dataset, 'skipped_files',
+                          None)
+        if skipped:
+            files = '; '.join(f'{p} ({why})' for p, why in skipped.items())
+            print_log(
+                f'skip_corrupt: {len(skipped)} file(s) left out, the '
+                f'metrics above are without them: {files}',
+                logger='current',
+                level=logging.WARNING)
+
+    def _match_classes(self, runner) -> None:
         segmentor = find_segmentor(runner.model)
         bank = getattr(segmentor, 'class_bank', None)
         if bank is None:
