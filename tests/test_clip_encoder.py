@@ -1,4 +1,5 @@
 """The dense CLIP encoder: variant formulas, windows, weights, errors."""
+import socket
 import time
 
 import pytest
@@ -201,6 +202,51 @@ def test_local_weights_file(tmp_path):
     lazy = DenseCLIPEncoder('ov-eva-tiny', pretrained=str(path))
     assert encoder.text_fingerprint() == lazy.text_fingerprint()
     assert lazy.weights_loaded
+    # the eager entry (open_clip's create_model) loads the same weights
+    eager = create_clip_model('ov-eva-tiny', str(path))
+    for key, value in eager.state_dict().items():
+        assert torch.equal(encoder.model.state_dict()[key], value), key
+
+
+def test_a_cached_tag_loads_without_a_request(tmp_path, monkeypatch):
+    """A tag's download already in the hub cache loads through open_clip's
+    own resolver without contacting the hub (not even to see if it is
+    there), with the tag's QuickGELU setting."""
+    import open_clip
+    tag = dict(hf_hub='ov-eva/tiny-cached/', quick_gelu=True)
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, 'ov-eva-tiny',
+                        dict(cached=tag))
+    torch.manual_seed(4)
+    source = create_clip_model('ov-eva-tiny', quick_gelu=True)
+    repo = tmp_path / 'models--ov-eva--tiny-cached'
+    snapshot = repo / 'snapshots' / ('0' * 40)
+    snapshot.mkdir(parents=True)
+    (repo / 'refs').mkdir()
+    (repo / 'refs' / 'main').write_text('0' * 40)
+    torch.save(source.state_dict(), snapshot / 'open_clip_pytorch_model.bin')
+    monkeypatch.setenv('HF_HUB_OFFLINE', '0')
+    requests = []
+
+    def no_network(*args, **kwargs):  # name look-ups and connections
+        requests.append(args)
+        raise OSError('no network in this test')
+
+    monkeypatch.setattr(socket, 'getaddrinfo', no_network)
+    monkeypatch.setattr(socket.socket, 'connect', no_network)
+    encoder = DenseCLIPEncoder(
+        'ov-eva-tiny', pretrained='cached', cache_dir=str(tmp_path))
+    gelu = encoder.model.visual.transformer.resblocks[0].mlp.gelu
+    assert type(gelu).__name__ == 'QuickGELU'
+    encoder.init_weights()
+    eager = create_clip_model('ov-eva-tiny', 'cached', str(tmp_path))
+    for key, value in source.state_dict().items():
+        assert torch.equal(encoder.model.state_dict()[key], value), key
+        assert torch.equal(eager.state_dict()[key], value), key
+    assert requests == []
+    # not cached: the hub is asked (unreachable here), then the message
+    with pytest.raises(FileNotFoundError, match='not in the local cache'):
+        create_clip_model('ov-eva-tiny', 'cached', str(tmp_path / 'none'))
+    assert requests
 
 
 def test_a_checkpoint_brings_the_weights(tmp_path, monkeypatch):
@@ -277,6 +323,9 @@ def test_openai_weights_are_rounded_as_openais_loader_rounds_them(tmp_path):
         else:  # LayerNorm, embeddings, logit scale
             assert torch.equal(got, value), key
     assert not torch.equal(rounded.model.visual.proj, source.visual.proj)
+    eager = create_clip_model('ov-eva-tiny', str(path), fp16_weights=True)
+    for key, value in eager.state_dict().items():
+        assert torch.equal(rounded.model.state_dict()[key], value), key
     # an OpenAI architecture's state dict is taken as OpenAI's, a LAION
     # download is not
     from ov_eva.clip_encoder import weights_tag

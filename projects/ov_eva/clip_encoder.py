@@ -11,6 +11,7 @@ MaskCLIP, SCLIP, ClearCLIP, NACLIP) lives in ``backends/clip_variants.py``
 and is re-exported here.
 """
 import copy
+import logging
 import math
 import os
 from pathlib import Path
@@ -23,7 +24,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from .hub import hub_offline, hub_reachable
+from .hub import hub_cache_only, hub_offline, hub_reachable
 
 AUTOCAST = ('auto', 'bf16', 'fp16', 'fp32')
 # how an input whose side is not a multiple of the patch meets the patches
@@ -90,30 +91,6 @@ def _version(tensor: Tensor) -> int:
     return -1 if tensor.is_inference() else tensor._version
 
 
-def _cached_weights(tag_cfg: dict, cache_dir: Optional[str]) -> Optional[str]:
-    """Path of a tag's weights already on disk, or None."""
-    if tag_cfg.get('file'):
-        return tag_cfg['file']
-    hub = tag_cfg.get('hf_hub', '')
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
-        repo, filename = os.path.split(hub)
-        names = [filename] if filename else [
-            'open_clip_model.safetensors', 'open_clip_pytorch_model.bin'
-        ]
-        for name in names:
-            path = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
-            if isinstance(path, str):
-                return path
-    url = tag_cfg.get('url', '')
-    if url:
-        path = Path(cache_dir or '~/.cache/clip').expanduser() / \
-            os.path.basename(url)
-        if path.is_file():
-            return str(path)
-    return None
-
-
 def _is_torchscript(path: str) -> bool:
     """OpenAI's own downloads (``ViT-B-16.pt``) are TorchScript archives:
     zip files with a ``code/`` folder."""
@@ -124,6 +101,8 @@ def _is_torchscript(path: str) -> bool:
         return any('/code/' in name for name in archive.namelist())
 
 
+# open_clip's create_model takes QuickGELU from its caller and cannot tell
+# whose weights a local file holds: that rule stays ours.
 def file_tag(name: str, path: str) -> Tuple[Optional[str], str]:
     """The open_clip tag whose weights a local file for model ``name``
     holds, as far as can be told, and why; None when nothing tells. The
@@ -171,31 +150,6 @@ def weights_tag(name: str, pretrained: Optional[str]) -> Optional[str]:
         return None
     path = os.path.expanduser(pretrained)
     return file_tag(name, path)[0] if os.path.isfile(path) else pretrained
-
-
-def round_like_openai(model: torch.nn.Module) -> None:
-    """Round the weights that OpenAI's loader (``clip.load``, and
-    open_clip's ``load_openai_model``) converts to float16 before loading a
-    checkpoint to float16 values, in place and still float32: convolution,
-    linear and attention weights and biases and the two projections.
-    OpenAI's weights were released in float16, so theirs do not change; a
-    float32 file given to the SCLIP-family code is rounded so."""
-    with torch.no_grad():
-        for module in model.modules():
-            names = []
-            if isinstance(module,
-                          (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)):
-                names += ['weight', 'bias']
-            if isinstance(module, torch.nn.MultiheadAttention):
-                names += [
-                    'in_proj_weight', 'q_proj_weight', 'k_proj_weight',
-                    'v_proj_weight', 'in_proj_bias', 'bias_k', 'bias_v'
-                ]
-            names += ['text_projection', 'proj']
-            for name in names:
-                tensor = getattr(module, name, None)
-                if isinstance(tensor, Tensor) and tensor.is_floating_point():
-                    tensor.copy_(tensor.half())
 
 
 def check_choice(knob: str, value, choices: Sequence[str]) -> None:
@@ -246,77 +200,89 @@ def weights_quick_gelu(name: str,
         else bool(quick_gelu)
 
 
-def weights_file(name: str,
-                 pretrained: str,
-                 cache_dir: Optional[str] = None) -> str:
-    """The local file of ``pretrained`` (a file, or a tag's download in the
-    cache, fetched once where the hub is reachable); without network and
-    not cached, a FileNotFoundError within seconds that says what to do."""
+def weights_fp16(name: str,
+                 pretrained: Optional[str],
+                 fp16_weights: Optional[bool] = None) -> bool:
+    """Whether ``pretrained`` is rounded as OpenAI's loader rounds it
+    (``round_like_openai``): ``fp16_weights`` when given, else for OpenAI's
+    weights (the ``openai`` tag, or a file taken as OpenAI's by
+    ``file_tag``)."""
+    if fp16_weights is not None:
+        return fp16_weights
+    return weights_tag(name, pretrained) == 'openai'
+
+
+def pretrained_file(name: str,
+                    pretrained: str,
+                    cache_dir: Optional[str] = None) -> str:
+    """``pretrained`` as a local file: itself, or its tag's download by
+    open_clip's ``download_pretrained`` (what ``create_model`` calls), from
+    the cache without a request when there, else from the hub; without
+    network and not cached, a FileNotFoundError within seconds that says
+    what to do."""
     path = os.path.expanduser(pretrained)
     if os.path.isfile(path):
         return path
     tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
-    local = _cached_weights(tag_cfg, cache_dir)
-    if local is not None:
-        return local
-    if hub_offline() or not hub_reachable():
-        raise FileNotFoundError(
-            f'CLIP weights {name!r} / {pretrained!r} are not in the local '
-            'cache and the hub is unreachable (or HF_HUB_OFFLINE=1). '
-            'Fetch them once where there is network (python -c "import '
-            f"open_clip; open_clip.create_model('{name}', "
-            f"pretrained='{pretrained}')\") and copy the cache "
-            '(~/.cache/huggingface), or set model.clip.pretrained to a '
-            'local weights file (e.g. open_clip_pytorch_model.bin), or load '
-            'a checkpoint that holds them (tools/export_checkpoint.py).')
-    return open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir)
-
-
-def build_clip_model(name: str, quick_gelu: bool) -> torch.nn.Module:
-    """The open_clip architecture with random weights, quietly (open_clip
-    warns that no weights were loaded: they are loaded later)."""
-    import logging
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
     try:
-        return open_clip.create_model(name, force_quick_gelu=quick_gelu)
-    finally:
-        logging.disable(previous)
-
-
-def load_clip_weights(model: torch.nn.Module,
-                      name: str,
-                      pretrained: str,
-                      cache_dir: Optional[str] = None,
-                      fp16_weights: Optional[bool] = None) -> str:
-    """Load ``pretrained`` (a tag or a local file, see ``weights_file``)
-    into ``model``, rounded as OpenAI's loader rounds (``fp16_weights``;
-    None: for OpenAI's weights). Returns the file loaded."""
-    path = weights_file(name, pretrained, cache_dir)
-    open_clip.load_checkpoint(model, path)
-    if fp16_weights is None:
-        fp16_weights = weights_tag(name, pretrained) == 'openai'
-    if fp16_weights:
-        round_like_openai(model)
-    return path
+        with hub_cache_only():
+            return open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir)
+    except FileNotFoundError:
+        if hub_offline() or not hub_reachable():
+            raise FileNotFoundError(
+                f'CLIP weights {name!r} / {pretrained!r} are not in the '
+                'local cache and the hub is unreachable (or '
+                'HF_HUB_OFFLINE=1). Fetch them once where there is network '
+                '(python -c "import open_clip; open_clip.create_model('
+                f"'{name}', pretrained='{pretrained}')\") and copy the cache "
+                '(~/.cache/huggingface), or set model.clip.pretrained to a '
+                'local weights file (e.g. open_clip_pytorch_model.bin), or '
+                'load a checkpoint that holds them '
+                '(tools/export_checkpoint.py).') from None
+    return open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir)
 
 
 def create_clip_model(name: str,
                       pretrained: Optional[str] = None,
                       cache_dir: Optional[str] = None,
-                      quick_gelu: Optional[bool] = None) -> torch.nn.Module:
-    """An open_clip model with its weights (``pretrained``: an open_clip
-    tag, downloaded once into ``cache_dir``; a local weights file; or None
-    for random weights), failing fast and clearly offline. ``quick_gelu``
-    is the MLP activation the weights were trained with: None follows the
-    tag or the file (``file_quick_gelu``); OpenAI's weights need QuickGELU,
-    and GELU changes every feature."""
+                      quick_gelu: Optional[bool] = None,
+                      fp16_weights: Optional[bool] = None,
+                      load_weights: bool = True) -> torch.nn.Module:
+    """The one entry for CLIP weights: open_clip's ``create_model`` with
+    ``pretrained`` (an open_clip tag, downloaded once into ``cache_dir``; a
+    local weights file; or None for random weights), failing fast and
+    clearly offline (``pretrained_file``). ``quick_gelu``: the MLP
+    activation the weights were trained with, None follows the tag or the
+    file (``weights_quick_gelu``); OpenAI's weights need QuickGELU, and GELU
+    changes every feature. ``fp16_weights``: see ``weights_fp16``.
+    ``load_weights=False``: the architecture alone, nothing fetched."""
     check_model_name(name)
-    model = build_clip_model(name,
-                             weights_quick_gelu(name, pretrained, quick_gelu))
-    if pretrained is not None:
-        load_clip_weights(model, name, pretrained, cache_dir)
+    quick_gelu = weights_quick_gelu(name, pretrained, quick_gelu)
+    if pretrained is None or not load_weights:
+        # quietly: open_clip warns that no weights were loaded
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            return open_clip.create_model(name, force_quick_gelu=quick_gelu)
+        finally:
+            logging.disable(previous)
+    model = open_clip.create_model(
+        name,
+        pretrained=pretrained_file(name, pretrained, cache_dir),
+        force_quick_gelu=quick_gelu)
+    if weights_fp16(name, pretrained, fp16_weights):
+        round_like_openai(model)
     return model
+
+
+def round_like_openai(model: torch.nn.Module) -> None:
+    """Round conv, linear, attention and projection weights to float16
+    values, in place and still float32, as OpenAI's loader (``clip.load``,
+    open_clip's ``load_openai_model``) does before loading a checkpoint and
+    the SCLIP-family code computes; open_clip's ``create_model`` loads the
+    weights as they are."""
+    open_clip.convert_weights_to_lp(model, torch.float16)
+    model.float()
 
 
 class CLIPTower(BaseModule):
@@ -374,12 +340,11 @@ class CLIPTower(BaseModule):
         check_model_name(name)
         # the architecture now; the weights in init_weights() (mmengine's
         # convention) or on first use, unless a checkpoint brings them
-        self.model = build_clip_model(
-            name, weights_quick_gelu(name, pretrained, quick_gelu))
+        self.quick_gelu = weights_quick_gelu(name, pretrained, quick_gelu)
+        self.fp16_weights = weights_fp16(name, pretrained, fp16_weights)
+        self.model = create_clip_model(
+            name, pretrained, quick_gelu=self.quick_gelu, load_weights=False)
         self.weights_loaded = pretrained is None
-        self.fp16_weights = (
-            weights_tag(name, pretrained) == 'openai'
-            if fp16_weights is None else fp16_weights)
         if pretrained is None:
             print_log(
                 f'CLIP model {name!r} has random weights '
@@ -406,9 +371,13 @@ class CLIPTower(BaseModule):
     def load_pretrained(self) -> None:
         if self.weights_loaded:
             return
-        path = load_clip_weights(self.model, self.name, self.pretrained,
-                                 self.cache_dir, self.fp16_weights)
-        self.model.eval()
+        # into the architecture built above with the loader create_model
+        # calls: create_model(pretrained=) would build and randomly
+        # initialise a second model first (ViT-B-16: 7.5 s instead of 2.5 s)
+        path = pretrained_file(self.name, self.pretrained, self.cache_dir)
+        open_clip.load_checkpoint(self.model, path)
+        if self.fp16_weights:
+            round_like_openai(self.model)
         self.weights_loaded = True
         print_log(
             f'CLIP {self.name!r} weights {self.pretrained!r} loaded from '

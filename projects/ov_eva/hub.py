@@ -1,6 +1,7 @@
 """Is the Hugging Face hub there? Asked before any download, so that a
 machine without network fails in seconds instead of retrying for a minute.
 Used by the CLIP weights (open_clip) and the local MLLMs (transformers)."""
+import contextlib
 import os
 import socket
 from urllib.parse import urlparse
@@ -21,6 +22,20 @@ def hub_offline() -> bool:
     except ImportError:
         return False
     return bool(getattr(constants, 'HF_HUB_OFFLINE', False))
+
+
+@contextlib.contextmanager
+def hub_cache_only():
+    """``huggingface_hub`` offline for the duration: a download answers from
+    the local cache, or fails at once, without a request. (It reads
+    ``HF_HUB_OFFLINE`` once, at import, so setting the variable later does
+    nothing.)"""
+    from huggingface_hub import constants
+    previous, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
 
 
 def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
