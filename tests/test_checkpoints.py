@@ -265,6 +265,7 @@ def test_corrclip_checkpoint_brings_its_dino(tmp_path):
         tmp_path / 'forced',
         '--cfg-options',
         'model.clip.name=ov-eva-tiny',
+        'model.clip.pretrained=None',
         *where,
         check=False)
     assert_one_error(forced, 'CorrCLIPEncoder',
