@@ -47,18 +47,73 @@ def check_config_file(path: str, flag: str = 'config') -> Path:
     raise UserError(f'{flag} {str(path)!r} does not exist{guess}')
 
 
+# top-level keys that mmengine's Runner (or a tool) reads itself: an
+# override of one of them acts
+RUNTIME_KEYS = frozenset({
+    'work_dir', 'load_from', 'resume', 'launcher', 'randomness',
+    'default_scope', 'log_level', 'env_cfg', 'experiment_name',
+    'custom_imports', 'model_wrapper_cfg', 'log_processor', 'visualizer',
+    'default_hooks', 'custom_hooks', 'auto_scale_lr', 'cudnn_benchmark',
+    'data_preprocessor', 'model', 'test_cfg', 'val_cfg', 'test_evaluator',
+    'val_evaluator', 'test_dataloader', 'val_dataloader', 'tta_model',
+    'tta_pipeline', 'train_cfg', 'train_dataloader', 'optim_wrapper',
+    'param_scheduler'
+})
+PLAIN = (str, int, float, bool, type(None))
+
+
 def check_options(options: Optional[dict], config: Path) -> None:
     """Each ``--cfg-options`` key must start with a key of the config
-    (a typo such as ``modle.classes`` would otherwise be ignored)."""
+    (a typo such as ``modle.classes`` would otherwise be ignored), and
+    must not name a top-level variable the config has already used (such
+    as ``class_file``: its copies in the settings would keep the old
+    value)."""
     if not options:
         return
     from mmengine.config import Config  # no torch
     cfg = Config.fromfile(str(config), import_custom_modules=False)
     for key in options:
         top = key.split('.')[0]
-        if top not in cfg:
+        if top not in cfg and top not in RUNTIME_KEYS:
             raise UserError(f'--cfg-options {key}: the config has no key '
                             f'{top!r}{closest(top, list(cfg.keys()))}')
+        uses = consumed_variable(cfg, key)
+        if uses:
+            raise UserError(
+                f'--cfg-options {key}: {key!r} is a variable of the config, '
+                'already copied into its settings when the config was read, '
+                'so changing it changes nothing; set '
+                f'{" and ".join(f"{use}=..." for use in uses)} instead')
+
+
+def consumed_variable(cfg, key: str) -> List[str]:
+    """The settings that took the value of the top-level plain variable
+    ``key`` (e.g. ``test_dataloader.dataset.class_file`` for
+    ``class_file``): those named alike, else those holding the same
+    string; [] for anything else."""
+    if '.' in key or key in RUNTIME_KEYS or \
+            not isinstance(cfg.get(key), PLAIN):
+        return []
+    value = cfg[key]
+    tree = {k: v for k, v in cfg.to_dict().items() if k != key}
+    same = [
+        p for p, v in _leaves(tree) if v == value and type(v) is type(value)
+    ]
+    named = [p for p in same if p.rsplit('.', 1)[-1] == key]
+    uses = named or (same if isinstance(value, str) and value else [])
+    # val_dataloader is test_dataloader's copy; protocol, the table the
+    # model settings were taken from
+    first = [u for u in uses if not u.startswith(('val_', 'protocol.'))]
+    return first or uses
+
+
+def _leaves(tree, prefix: str = ''):
+    """(dotted path, value) of every plain value in nested dicts."""
+    if isinstance(tree, dict):
+        for name, value in tree.items():
+            yield from _leaves(value, f'{prefix}.{name}' if prefix else name)
+    elif isinstance(tree, PLAIN):
+        yield prefix, tree
 
 
 _BUILD_PREFIX = re.compile(r'class `(\w+)` in [^:]+: ')

@@ -45,8 +45,11 @@ def main():
         holds='the CLIP weights of model.clip; OV-EVA has no trained '
         'parameters. Loading this checkpoint needs neither the pretrained '
         'tag nor the network.',
+        # the backend it was made with: tools/test.py and mim test build
+        # the same one from it (ov_eva/preflight.py)
         clip=dict(
             cfg.model.clip.to_dict(),
+            type=type(clip).__name__,
             quick_gelu=type(
                 clip.model.visual.transformer.resblocks[0].mlp.gelu).__name__
             == 'QuickGELU',

@@ -121,18 +121,15 @@ def main():
         raise FileNotFoundError(f'--checkpoint {args.checkpoint!r} does not '
                                 'exist')
     from ov_eva.memory import reuse_freed_memory  # ov_eva before mmseg
-    reuse_freed_memory()
-    from mmengine.model import is_model_wrapper
-    from mmengine.runner import Runner
+    from ov_eva.preflight import build_runner
     cfg = build_config(args)
     prepare_cpu_distributed(cfg)
-    from ov_eva.data_checks import check_test_data
-    check_test_data(cfg)  # data mistakes before the Runner's log
-    runner = Runner.from_cfg(cfg)
-    if cfg.load_from is None:  # the config's own weights, fetched now
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        model.init_weights()
+    # the model built with its weights (the checkpoint's, or the config's
+    # fetched now), the dataset and the checkpoint checked before the
+    # Runner logs anything; the model the checkpoint holds unless the
+    # command line says otherwise
+    runner = build_runner(cfg, explicit=list(args.cfg_options or {}))
+    reuse_freed_memory()
     runner.test()
     if args.show_dir:
         flatten_pictures(args.show_dir)

@@ -16,9 +16,16 @@ from .datasets import (ClassFileSegDataset, COCOObjectDataset,  # noqa: E402
                        PascalVOC20Dataset)
 from .head import OVEVAHead  # noqa: E402
 from .hooks import DatasetClassesHook, VocabularyPrefetchHook  # noqa: E402
+from .preflight import install as _install_preflight  # noqa: E402
 from .registry import MASK_SOURCES, VOCABULARIES  # noqa: E402
 from .segmentor import OVEVASegmentor  # noqa: E402
 from .text_bank import TextBank, read_class_file  # noqa: E402
+
+# `mim test` runs mmseg's own test script, which builds its Runner with
+# Runner.from_cfg and loads the checkpoint non-strictly after hundreds of
+# log lines; the wrapper checks OV-EVA configs with a checkpoint first
+# (ov_eva/preflight.py). Other models are left to mmengine untouched.
+_install_preflight()
 
 __version__ = '0.1.0'
 __all__ = [

@@ -293,11 +293,12 @@ def _check_found_images(dataset) -> None:
                                ann_file if listed else ''))
 
 
-def check_test_data(cfg) -> None:
+def check_test_data(cfg, model_built: bool = False) -> None:
     """The test dataset of ``cfg`` built, its images and labels checked, so
     that a mistake in the data is told before the Runner logs anything (the
     Runner's own build then finds the labels checked). As in the Runner,
-    a mistake in the model settings is told first."""
+    a mistake in the model settings is told first (the model is built
+    quietly unless ``model_built``)."""
     import warnings
 
     from mmengine.registry import init_default_scope
@@ -309,7 +310,8 @@ def check_test_data(cfg) -> None:
         check_images(dataset)
         check_labels(dataset, _ignore_index(cfg.get('test_evaluator', {})))
     except Exception:
-        _build_model_quietly(cfg.model)  # its error, if any, wins
+        if not model_built:
+            _build_model_quietly(cfg.model)  # its error, if any, wins
         raise
 
 
