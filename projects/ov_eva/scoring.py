@@ -380,8 +380,7 @@ def merge_windows(window_logits: Tensor, y_offsets: Sequence[int],
     written once), not windows x window size.
 
     Args:
-        window_logits: (R, C, B, K, h, w) logits at the patch grid of the
-            window in row ``r`` and column ``c`` of the grid, per image.
+        window_logits: (R, C, B, K, h, w) patch-grid logits per window.
         y_offsets, x_offsets: (R,) and (C,) top and left pixel of each row
             and column of windows.
         window_size: (wh, ww) pixels of a window.
