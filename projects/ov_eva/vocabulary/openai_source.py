@@ -37,7 +37,6 @@ def encode_image(rgb: np.ndarray, max_side: int, quality: int = 90) -> str:
         data.tobytes()).decode()
 
 
-@VOCABULARIES.register_module()
 class CostEstimate:
     """What a run will cost, before it starts (a mixin of
     ``OpenAIVocabulary``: its counter, prices, cache and budget)."""
@@ -95,6 +94,7 @@ class CostEstimate:
         return est
 
 
+@VOCABULARIES.register_module()
 class OpenAIVocabulary(BatchAPI, CostEstimate, MLLMVocabulary):
     """Chat-completions MLLM through the ``openai`` client.
 
