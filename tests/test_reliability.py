@@ -197,12 +197,11 @@ def test_a_thousand_classes_give_a_uint16_label(tmp_path):
     assert present == {k: classes[k] for k in np.unique(label).tolist()}
 
 
-@pytest.fixture(scope='module')
-def corrupt_ade_run(tmp_path_factory):
+def test_corrupt_dataset_image_stops_before_the_runner(tmp_path):
     """tools/test.py on a copy of the ADE samples with one image replaced by
-    random bytes: the real Runner, dataloader workers and mmcv loader."""
-    root = tmp_path_factory.mktemp('corrupt_ade')
-    data = root / 'ADEChallengeData2016'
+    random bytes: one error line naming the file, before the Runner's log
+    (the data check; tests/test_user_mistakes.py covers the options)."""
+    data = tmp_path / 'ADEChallengeData2016'
     shutil.copytree(shared_data('ADEChallengeData2016'), data)
     for path in [data, *data.rglob('*')]:  # the samples are read-only
         path.chmod(path.stat().st_mode | stat.S_IWUSR)
@@ -212,30 +211,47 @@ def corrupt_ade_run(tmp_path_factory):
         'tools/test.py',
         'configs/oveva_vitb16_ade.py',
         '--work-dir',
-        root / 'work',
+        tmp_path / 'work',
         '--cfg-options',
         *TINY,
         f'test_dataloader.dataset.data_root={data}',
         timeout=300,
         check=False)
-    return proc, corrupt
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith('error: '), errors
+    assert str(corrupt) in errors[0] and '--skip-corrupt' in errors[0]
+    assert 'Environment' not in proc.stdout  # nothing of the Runner yet
 
 
-def test_corrupt_dataset_image_fails_naming_the_file(corrupt_ade_run):
-    proc, corrupt = corrupt_ade_run
-    assert proc.returncode != 0
-    # mmcv's LoadImageFromFile, re-raised from the dataloader worker
-    assert f'failed to load image: {corrupt}' in proc.stderr
+def test_vocabulary_prefetch_gives_a_clear_reason(tmp_path):
+    """The prefetch hook on a dataset holding an undecodable file (as with
+    --skip-corrupt off in a custom loop): one summary line, the file named
+    with a reason a user reads, no OpenCV internals."""
+    from types import SimpleNamespace
 
-
-def test_vocabulary_prefetch_gives_a_clear_reason(corrupt_ade_run):
-    proc, corrupt = corrupt_ade_run
-    lines = [
-        line for line in proc.stdout.splitlines()
-        if 'vocabulary prefetch: 3 images' in line
-    ]
-    assert len(lines) == 1, proc.stdout[-3000:]
-    line = lines[0]
+    from ov_eva.apis import image_config, init_model
+    from ov_eva.hooks import VocabularyPrefetchHook
+    good = str(shared_data('ADEChallengeData2016') / ADE_IMAGE)
+    corrupt = tmp_path / 'broken.jpg'
+    corrupt.write_bytes(np.random.default_rng(3).bytes(4096))
+    cfg = image_config(
+        'configs/oveva_vitb16_ade.py',
+        classes=[['wall'], ['floor'], ['sky']],
+        vocabulary='lexicon',
+        cfg_options={
+            'model.clip.name': 'ov-eva-tiny',
+            'model.clip.pretrained': None
+        })
+    model = init_model(cfg, 'cpu')
+    runner = SimpleNamespace(
+        model=model,
+        test_dataloader=SimpleNamespace(
+            dataset=_Listed([good, str(corrupt), good])))
+    hook = VocabularyPrefetchHook()
+    hook.before_test(runner)
+    line = hook.summary.format()
+    assert 'vocabulary prefetch: 3 images' in line
     assert '1 failed (class names only)' in line
     head = f"VocabularyFailure: cannot read image '{corrupt}"
     assert head in line
@@ -243,6 +259,19 @@ def test_vocabulary_prefetch_gives_a_clear_reason(corrupt_ade_run):
     reason, clear = line.split(head, 1)[1], "': not a decodable image"
     assert reason[:len(clear)] == clear[:len(reason)], reason
     assert 'OpenCV' not in line
+
+
+class _Listed:
+    """A dataset as the hook reads it: a length and image paths."""
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def __len__(self):
+        return len(self.paths)
+
+    def get_data_info(self, index):
+        return dict(img_path=self.paths[index])
 
 
 def run_measured(*args):

@@ -265,7 +265,9 @@ def test_prefetch_hook_logs_leak_nothing(tmp_path, evidence):
             tmp_path / 'v.sqlite',
             max_consecutive_failures=10_000)
         runner = SimpleNamespace(
-            model=SimpleNamespace(vocabulary=vocab, classes=CLASSES),
+            model=SimpleNamespace(
+                vocabulary=vocab,
+                class_bank=SimpleNamespace(fetch_classes=CLASSES)),
             test_dataloader=SimpleNamespace(dataset=FakeDataset(paths)))
         hook = VocabularyPrefetchHook(concurrency=3)
         hook.before_test(runner)
