@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import REPO, run_cli, shared_data
+from mmengine.config import Config
 
 from ov_eva.backends import corrclip
 from ov_eva.backends.corrclip import (dbscan_labels, map_correction,
@@ -184,6 +185,24 @@ def test_corrclip_runs_through_the_runner_with_map_correction(tmp_path):
     for value in np.unique(mask)[1:]:
         assert len(np.unique(pred[mask == value])) == 1, value
     assert len(np.unique(pred[mask == 0])) > 1  # left as predicted
+    # the same masks read by the data pipeline (LoadRegionMasks in the
+    # dataloader, PackOVEVAInputs) instead of the backend: the same labels
+    cfg = Config.fromfile(REPO / 'configs/baselines/corrclip_vitb16_ade.py')
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    load = [t['type'] for t in pipeline].index('LoadImageFromFile')
+    pipeline.insert(load + 1,
+                    dict(type='LoadRegionMasks', source=dict(
+                        type='files', root=str(masks))))
+    pipeline[-1] = dict(type='PackOVEVAInputs')
+    cfg.test_dataloader.dataset.pipeline = pipeline
+    cfg.model.clip.masks = None  # only the pipeline has them
+    cfg.dump(tmp_path / 'pipeline_masks.py')
+    run_cli('tools/test.py', tmp_path / 'pipeline_masks.py', '--work-dir',
+            tmp_path / 'work2', '--out', tmp_path / 'pred2', '--cfg-options',
+            *TINY_CORR, f'test_dataloader.dataset.data_root={data}',
+            'test_dataloader.dataset.indices=1')
+    (png2, ) = sorted((tmp_path / 'pred2').rglob('*.png'))
+    assert np.array_equal(np.asarray(Image.open(png2)), pred)
 
 
 def test_file_masks_errors(tmp_path):

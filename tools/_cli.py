@@ -7,7 +7,6 @@ in a fraction of a second.
 """
 import argparse
 import difflib
-import re
 import sys
 import traceback
 from pathlib import Path
@@ -116,76 +115,19 @@ def _leaves(tree, prefix: str = ''):
         yield prefix, tree
 
 
-_BUILD_PREFIX = re.compile(r'class `(\w+)` in [^:]+: ')
-_UNEXPECTED = re.compile(
-    r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
-_NOT_REGISTERED = re.compile(r'(\w+) is not in the (\S+) registry')
-
-
-def _find_key(tree, key: str, prefix: str = '') -> Optional[str]:
-    """The dotted path of ``key`` in a nested config dict."""
-    if hasattr(tree, 'to_dict'):  # an mmengine Config
-        tree = tree.to_dict()
-    if not isinstance(tree, dict):
-        return None
-    for name, value in tree.items():
-        path = f'{prefix}.{name}' if prefix else str(name)
-        if name == key:
-            return path
-        found = _find_key(value, key, path)
-        if found:
-            return found
-    return None
-
-
 def explain(error: BaseException, cfg=None) -> str:
-    """A one-line account of ``error``: mmengine's registry prefixes
-    removed, an unknown setting named by its config path with the closest
-    valid ones."""
-    text = ' '.join(str(error).split())
-    unexpected = _UNEXPECTED.search(text)
-    if unexpected:
-        cls_name, key = unexpected.groups()
-        valid = _parameters(cls_name)
-        where = _find_key(cfg, key) if cfg is not None else None
-        return (f'{where or key}: {cls_name} has no setting {key!r}'
-                f'{closest(key, valid)}')
-    registered = _NOT_REGISTERED.search(text)
-    if registered:
-        name, registry = registered.groups()
-        return (f'type {name!r} is not registered in {registry}'
-                f'{closest(name, _registered(registry))}')
-    text = _BUILD_PREFIX.sub('', text)
-    return text if isinstance(error, (ValueError, FileNotFoundError,
-                                      UserError)) else \
+    """A one-line account of ``error``: once ``ov_eva`` is imported (a
+    model or dataset may have been built), ``ov_eva.preflight.one_line``
+    (registry prefixes removed, an unknown setting named by its config path
+    with the closest valid ones); the type name for what is not a user
+    mistake."""
+    if 'ov_eva' in sys.modules:
+        from ov_eva.preflight import one_line
+        text = one_line(error, cfg)
+    else:  # before torch: nothing was built
+        text = ' '.join(str(error).split())
+    return text if isinstance(error, USER_ERRORS) else \
         f'{type(error).__name__}: {text}'
-
-
-def _parameters(cls_name: str) -> List[str]:
-    import inspect
-    for registry in _registries():
-        cls = registry.get(cls_name)
-        if isinstance(cls, type):
-            return [
-                p for p in inspect.signature(cls.__init__).parameters
-                if p not in ('self', 'args', 'kwargs')
-            ]
-    return []
-
-
-def _registries():
-    from mmseg.registry import DATASETS, HOOKS, MODELS, TRANSFORMS
-
-    from ov_eva.registry import BACKENDS, VOCABULARIES
-    return [MODELS, DATASETS, HOOKS, TRANSFORMS, VOCABULARIES, BACKENDS]
-
-
-def _registered(registry: str) -> List[str]:
-    names = []
-    for reg in _registries():
-        if registry.endswith(reg.name):
-            names += list(reg.module_dict)
-    return names
 
 
 # what a user can get wrong: bad values, missing files, unknown settings

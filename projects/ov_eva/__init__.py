@@ -20,6 +20,7 @@ from .preflight import install as _install_preflight  # noqa: E402
 from .registry import MASK_SOURCES, VOCABULARIES  # noqa: E402
 from .segmentor import OVEVASegmentor  # noqa: E402
 from .text_bank import TextBank, read_class_file  # noqa: E402
+from .transforms import LoadRegionMasks, PackOVEVAInputs  # noqa: E402
 
 # `mim test` runs mmseg's own test script, which builds its Runner with
 # Runner.from_cfg and loads the checkpoint non-strictly after hundreds of
@@ -32,5 +33,6 @@ __all__ = [
     'DenseCLIPEncoder', 'OVEVASegmentor', 'OVEVAHead', 'TextBank',
     'read_class_file', 'PascalVOC20Dataset', 'COCOObjectDataset',
     'VocabularyPrefetchHook', 'VOCABULARIES', 'ClassFileSegDataset',
-    'DatasetClassesHook', 'BACKENDS', 'CorrCLIPEncoder', 'MASK_SOURCES'
+    'DatasetClassesHook', 'BACKENDS', 'CorrCLIPEncoder', 'MASK_SOURCES',
+    'LoadRegionMasks', 'PackOVEVAInputs'
 ]

@@ -345,6 +345,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, KeyError, TypeError,
                NotADirectoryError, IsADirectoryError, PermissionError)
 _UNEXPECTED = re.compile(
     r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
+_NOT_REGISTERED = re.compile(r'(\w+) is not in the (\S+) registry')
 
 
 def _command_line_keys(argv: Sequence[str]) -> List[str]:
@@ -360,21 +361,32 @@ def _command_line_keys(argv: Sequence[str]) -> List[str]:
 
 def one_line(error: BaseException, cfg=None) -> str:
     """The error in one line, mmengine's registry prefix removed, an
-    unknown setting named by its config path with the closest valid
-    ones."""
+    unknown setting named by its config path with the closest valid ones,
+    an unregistered type with the closest registered names."""
     text = re.sub(r'class `\w+` in [^:]+: ', '', ' '.join(str(error).split()))
     unexpected = _UNEXPECTED.search(text)
-    if unexpected is None:
-        return text
-    cls_name, key = unexpected.groups()
-    where = _key_path(cfg.to_dict() if cfg is not None else {}, key)
-    valid = _parameters(cls_name)
-    close = difflib.get_close_matches(key, valid, 3, 0.6)
-    hint = f' (did you mean {", ".join(close)}?)' if close else ''
-    return f'{where or key}: {cls_name} has no setting {key!r}{hint}'
+    if unexpected is not None:
+        cls_name, key = unexpected.groups()
+        if hasattr(cfg, 'to_dict'):  # an mmengine Config
+            cfg = cfg.to_dict()
+        where = _key_path(cfg or {}, key)
+        return (f'{where or key}: {cls_name} has no setting {key!r}'
+                f'{_closest(key, _parameters(cls_name))}')
+    registered = _NOT_REGISTERED.search(text)
+    if registered is not None:
+        name, registry = registered.groups()
+        return (f'type {name!r} is not registered in {registry}'
+                f'{_closest(name, _registered(registry))}')
+    return text
+
+
+def _closest(word: str, choices: List[str]) -> str:
+    close = difflib.get_close_matches(word, choices, 3, 0.6)
+    return f' (did you mean {", ".join(close)}?)' if close else ''
 
 
 def _key_path(tree, key: str, prefix: str = '') -> Optional[str]:
+    """The dotted path of ``key`` in nested config dicts."""
     if not isinstance(tree, dict):
         return None
     for name, value in tree.items():
@@ -385,13 +397,20 @@ def _key_path(tree, key: str, prefix: str = '') -> Optional[str]:
     return None
 
 
+def _registries() -> list:
+    from mmseg.registry import DATASETS, HOOKS, MODELS, TRANSFORMS
+
+    from .registry import BACKENDS, MASK_SOURCES, VOCABULARIES
+    return [
+        MODELS, DATASETS, HOOKS, TRANSFORMS, VOCABULARIES, BACKENDS,
+        MASK_SOURCES
+    ]
+
+
 def _parameters(cls_name: str) -> List[str]:
+    """The settings of the registered class ``cls_name``."""
     import inspect
-
-    from mmseg.registry import MODELS
-
-    from .registry import BACKENDS
-    for registry in (BACKENDS, MODELS):
+    for registry in _registries():
         cls = registry.get(cls_name)
         if isinstance(cls, type):
             return [
@@ -399,6 +418,13 @@ def _parameters(cls_name: str) -> List[str]:
                 if p not in ('self', 'args', 'kwargs')
             ]
     return []
+
+
+def _registered(registry: str) -> List[str]:
+    return [
+        name for reg in _registries() if registry.endswith(reg.name)
+        for name in reg.module_dict
+    ]
 
 
 def _is_mmseg_test_script() -> bool:
