@@ -192,9 +192,10 @@ def test_page_in_headless_chromium(app, tmp_path):
             status = status_after(page, lambda: page.click('#run'))
             assert 'Error' in status and 'not an image' in status
             upload(page, photo)
-            page.fill('#classes textarea', 'cat; dog')
+            # typed as in the peer demos: commas separate classes
+            page.fill('#classes textarea', 'sky, road, tree')
             status = status_after(page, lambda: page.click('#run'))
-            assert 'Done' in status and '2 classes' in status
+            assert 'Done' in status and '3 classes' in status
 
             # two requests at once, from two browsers: both queue, both end
             pages = [browser.new_page() for _ in range(2)]
