@@ -17,7 +17,7 @@ from fake_openai import FakeOpenAIServer
 from PIL import Image
 
 ADE_IMAGE = 'images/validation/ADE_val_00000001.jpg'
-CLASSES = 'wall; floor; sky, clouds; person\ntree'
+CLASSES = 'wall, floor; sky (clouds); person\ntree | trees'
 NAMES = {'wall', 'floor', 'sky', 'person', 'tree'}
 TIMEOUT_MS = 90_000
 
@@ -192,9 +192,10 @@ def test_page_in_headless_chromium(app, tmp_path):
             status = status_after(page, lambda: page.click('#run'))
             assert 'Error' in status and 'not an image' in status
             upload(page, photo)
-            page.fill('#classes textarea', 'cat; dog')
+            # typed as in the peer demos: commas separate classes
+            page.fill('#classes textarea', 'sky, road, tree')
             status = status_after(page, lambda: page.click('#run'))
-            assert 'Done' in status and '2 classes' in status
+            assert 'Done' in status and '3 classes' in status
 
             # two requests at once, from two browsers: both queue, both end
             pages = [browser.new_page() for _ in range(2)]
@@ -279,3 +280,19 @@ def test_bad_arguments_fail_fast_before_the_model(args, message):
     assert proc.stderr.startswith('error:') and message in proc.stderr
     assert 'OV-EVA page on' not in proc.stdout
     assert time.monotonic() - start < 30
+
+
+def test_typed_classes_split_at_commas_synonyms_in_parentheses_or_bars():
+    """``sky, road, tree`` is three classes (as in the peer demos); synonyms
+    of one class go in parentheses or after ``|``."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('app', REPO / 'tools/app.py')
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    assert [c[0] for c in app.parse_class_text('sky, road, tree')] == \
+        ['sky', 'road', 'tree']
+    assert app.parse_class_text('wall (brick wall, stone wall); cat\ndog') \
+        == [['wall', 'brick wall', 'stone wall'], ['cat'], ['dog']]
+    assert app.parse_class_text('wall | brick wall, sky') == \
+        [['wall', 'brick wall'], ['sky']]
+    assert app.parse_class_text(' \n ') is None

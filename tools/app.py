@@ -3,14 +3,14 @@ r"""A web page for OV-EVA (Gradio): segment a photo in the browser.
     python tools/app.py [--port 7860] [--host 127.0.0.1] [--config C] \
         [--cfg-options model.clip.name=ov-eva-tiny model.clip.pretrained=None]
 
-Upload a photo (or pick a shipped demo photo), type classes (one a line or
-separated by ``;``, synonyms comma-separated) or leave them empty to find
-what is in the photo (``model.classes='auto'``), choose the vocabulary source
-(the offline lexicon, an OpenAI-compatible server by URL and model, the key
-from ``$OPENAI_API_KEY``, or none) and the base, and press Segment. The page
-shows the overlay with its legend, each class's area, the vocabulary terms
-with the class each was mapped to and its refinement weight, and a pixel's
-top classes when the overlay is clicked.
+Upload a photo (or pick a shipped demo photo), type classes (comma-separated;
+synonyms of one class in parentheses or after ``|``) or leave them empty to
+find what is in the photo (``model.classes='auto'``), choose the vocabulary
+source (the offline lexicon, an OpenAI-compatible server by URL and model,
+the key from ``$OPENAI_API_KEY``, or none) and the base, and press Segment.
+The page shows the overlay with its legend, each class's area, the vocabulary
+terms with the class each was mapped to and its refinement weight, and a
+pixel's top classes when the overlay is clicked.
 
 One model is loaded at start (``configs/oveva_vitb16_ade.py`` unless
 ``--config``; ``--cfg-options`` applied last) and requests queue for it, one
@@ -71,12 +71,34 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def split_top_level(text: str) -> list:
+    """Split at commas, ``;`` and new lines outside parentheses."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        depth += {'(': 1, ')': -1}.get(char, 0)
+        if char in ',;\n' and depth <= 0:
+            parts.append(''.join(current))
+            current = []
+        else:
+            current.append(char)
+    return parts + [''.join(current)]
+
+
+def synonyms_of(part: str) -> list:
+    """``wall (brick wall, stone wall)`` or ``wall | brick wall`` to the
+    names of one class, the first being its display name."""
+    names = part.replace('(', '|').replace(')', '').replace(',', '|')
+    return [name.strip() for name in names.split('|') if name.strip()]
+
+
 def parse_class_text(text: str):
-    """Classes typed in the page: one a line or ``;``-separated, synonyms
-    comma-separated; None when empty (classes are found per image)."""
+    """Classes typed in the page: separated by commas, ``;`` or new lines
+    (``sky, road, tree`` is three classes, as in the peer demos); synonyms of
+    one class in parentheses or after ``|``: ``wall (brick wall)`` or
+    ``wall | brick wall``. None when empty (classes are found per image)."""
     lines = [
-        part.strip() for line in (text or '').splitlines()
-        for part in line.split(';') if part.strip()
+        ', '.join(synonyms_of(part)) for part in split_top_level(text or '')
+        if part.strip()
     ]
     if not lines:
         return None
@@ -324,8 +346,9 @@ def build_page(segmenter: Segmenter):
     with gr.Blocks(title='OV-EVA', analytics_enabled=False) as page:
         gr.Markdown(
             '# OV-EVA: open-vocabulary segmentation\n'
-            'Upload a photo, type classes (one a line or separated by `;`, '
-            'synonyms comma-separated) or leave them empty to find what is '
+            'Upload a photo, type classes (comma-separated; synonyms of one '
+            'class in parentheses or after `|`) or leave them empty to find '
+            'what is '
             'in the photo, and press **Segment**.')
         with gr.Row():
             with gr.Column():
@@ -337,7 +360,7 @@ def build_page(segmenter: Segmenter):
                 gr.Examples(demos, inputs=[upload], label='Demo photos')
                 classes = gr.Textbox(
                     label='Classes (empty: found in the photo)',
-                    placeholder='cat; sofa; wall, brick wall',
+                    placeholder='cat, sofa, wall (brick wall)',
                     lines=3,
                     elem_id='classes')
                 source = gr.Radio(
