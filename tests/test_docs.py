@@ -1,0 +1,32 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""The README is a short front door: its set-up commands exist in the
+Makefile and its links into docs/ resolve."""
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / 'README.md').read_text()
+
+
+def test_readme_is_short():
+    assert README.count('\n') <= 300, 'README.md: move detail into docs/'
+
+
+def test_readme_make_commands_exist():
+    commands = set(re.findall(r'^make (\w+)', README, re.M))
+    assert {'demo', 'test'} <= commands
+    targets = set(
+        re.findall(r'^([\w-]+):', (REPO / 'Makefile').read_text(), re.M))
+    assert commands <= targets, commands - targets
+
+
+def test_links_resolve():
+    pages = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
+    for page in pages:
+        # code (fenced or inline) is not a link
+        text = re.sub(r'```.*?```', '', page.read_text(), flags=re.S)
+        text = re.sub(r'`[^`\n]*`', '', text)
+        for target in re.findall(r'\]\(([^)#\s]+)', text):
+            if re.match(r'\w+://', target):
+                continue
+            assert (page.parent / target).exists(), f'{page.name}: {target}'
