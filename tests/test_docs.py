@@ -2,6 +2,8 @@
 """The README is a short front door: its set-up commands exist in the
 Makefile and its links into docs/ resolve."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,3 +32,18 @@ def test_links_resolve():
             if re.match(r'\w+://', target):
                 continue
             assert (page.parent / target).exists(), f'{page.name}: {target}'
+
+
+def test_site_builds_strict(tmp_path):
+    """The MkDocs site (make docs): every nav page exists, every link and
+    API reference resolves; --strict turns a warning into a failure."""
+    proc = subprocess.run([
+        sys.executable, '-m', 'mkdocs', 'build', '--strict', '--site-dir',
+        str(tmp_path / 'site')
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / 'site' / 'protocols' / 'index.html').exists()
