@@ -1,6 +1,7 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """The README is a short front door: its set-up commands exist in the
 Makefile and its links into docs/ resolve."""
+import json
 import re
 import subprocess
 import sys
@@ -47,3 +48,17 @@ def test_site_builds_strict(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / 'site' / 'protocols' / 'index.html').exists()
+
+
+def test_quoted_prices_match_the_price_table():
+    """docs/vocabulary.md quotes prices.json (the one source): its date and
+    the per-million prices of the two models it names."""
+    prices = json.loads(
+        (REPO / 'projects/ov_eva/vocabulary/prices.json').read_text())
+    page = ' '.join((REPO / 'docs' / 'vocabulary.md').read_text().split())
+    assert f"dated ({prices['date']}:" in page
+    gpt4o, mini = prices['models']['gpt-4o'], prices['models']['gpt-4o-mini']
+    assert (f"GPT-4o ${gpt4o['input']:.2f} / ${gpt4o['output']:.2f} per "
+            'million') in page
+    assert f"GPT-4o mini ${mini['input']:.2f} / ${mini['output']:.2f}" in page
+    assert prices['batch_discount'] == 0.5 and 'batch at half price' in page
