@@ -3,6 +3,7 @@
 Makefile and its links into docs/ resolve."""
 import json
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,25 @@ def test_quoted_prices_match_the_price_table():
             'million') in page
     assert f"GPT-4o mini ${mini['input']:.2f} / ${mini['output']:.2f}" in page
     assert prices['batch_discount'] == 0.5 and 'batch at half price' in page
+
+
+def test_readme_numbers_match_the_protocol_table():
+    """The README's published baselines are the ones of
+    configs/_base_/protocols.py (the one source tools/compare.py reads)."""
+    published = runpy.run_path(str(
+        REPO / 'configs/_base_/protocols.py'))['__published']
+    columns = ('voc21', 'context60', 'coco_object', 'voc20', 'context59',
+               'coco_stuff171', 'cityscapes', 'ade')
+    rows = {
+        'sclip': '| SCLIP (official code re-run) | none |',
+        'naclip': '| NACLIP | PAMR |',
+        'clearclip': '| ClearCLIP (its own implementation) | none |',
+        'maskclip': '| MaskCLIP (ClearCLIP\'s implementation) | none |',
+    }
+    lines = README.splitlines()
+    for method, start in rows.items():
+        row = next(line for line in lines if line.startswith(start))
+        cells = [c.strip() for c in row[len(start):].split('|')][:8]
+        expected = [published[method][name] for name in columns]
+        shown = [None if cell == '–' else float(cell) for cell in cells]
+        assert shown == expected, method
