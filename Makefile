@@ -2,6 +2,7 @@
 #   make demo [IMAGES=photos/ CLASSES='cat sofa "wall, brick wall"'] [ARGS=...]
 #   make eval CONFIG=configs/oveva_vitb16_ade.py [ARGS="--tta --show-dir vis"]
 #   make test [PYTEST_ARGS="-k segmentor"]
+#   make docs   (the MkDocs site from docs/ into site/)
 #   make app [PORT=7860] [ARGS="--cfg-options model.clip.variant=sclip"]
 # Pins live in requirements.txt only; openmim goes in with --no-deps because
 # its own pins downgrade setuptools and rich.
@@ -18,7 +19,7 @@ PORT ?= 7860
 PYTEST_ARGS ?=
 PORT ?= 7860
 
-.PHONY: venv demo app eval test lint
+.PHONY: venv demo app eval test lint docs
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,3 +45,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m flake8 projects tools tests configs
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site

@@ -340,7 +340,7 @@ def test_oveva_without_vocabulary_is_its_baseline(tmp_path):
     assert any((label != lexicon[name]).any() for name, label in base.items())
 
 
-@pytest.mark.parametrize('page', ['README.md', 'docs/protocols.md'])
+@pytest.mark.parametrize('page', ['docs/benchmarks.md', 'docs/protocols.md'])
 def test_the_docs_show_the_table(page):
     out = run_cli('tools/print_protocols.py')
     table = out.stdout

@@ -17,7 +17,7 @@ One model is loaded at start (``configs/oveva_vitb16_ade.py`` unless
 at a time. Nothing phones home: Gradio's analytics are off, no share link is
 made and the page needs no web font. The same function answers
 ``gradio_client`` (``api_name='/segment'``). ``app.py`` at the repository
-root starts this page as a Hugging Face Space does (see the README).
+root starts this page as a Hugging Face Space does (see docs/page.md).
 """
 import argparse
 import os

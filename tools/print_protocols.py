@@ -1,8 +1,8 @@
 """Print the official test protocols of the baselines as a markdown table.
 
 The table is ``configs/_base_/protocols.py``, which the baseline configs
-read; the README's protocol table is this script's output (a test checks
-that they agree). Example::
+read; the protocol tables of docs/benchmarks.md and docs/protocols.md are
+this script's output (a test checks that they agree). Example::
 
     python tools/print_protocols.py > protocols.md
 """
