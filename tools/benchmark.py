@@ -218,16 +218,21 @@ def matmul_rate(dtype, device, repeats=100):
 
 class PeakMemory:
     """Peak memory while a block runs: the resident high-water mark on CPU
-    (Linux: reset through /proc/self/clear_refs), allocated memory on GPU.
+    (Linux: reset through /proc/self/clear_refs), allocated memory on GPU
+    (``timer``'s stages reset the GPU's counter each, so the highest of
+    their peaks counts too).
     """
 
-    def __init__(self, device):
+    def __init__(self, device, timer=None):
         self.device = device
+        self.timer = timer
         self.gib = None
 
     def __enter__(self):
-        if self.device != 'cpu':
+        if torch.device(self.device).type == 'cuda':
             torch.cuda.reset_peak_memory_stats()
+            if self.timer is not None:
+                self.timer.run_peak = 0
         else:
             try:
                 with open('/proc/self/clear_refs', 'w') as f:
@@ -237,7 +242,7 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc):
-        if self.device != 'cpu':
+        if torch.device(self.device).type == 'cuda':
             stages = self.timer.run_peak if self.timer is not None else 0
             self.gib = max(torch.cuda.max_memory_allocated(), stages) / 2**30
             return
@@ -325,6 +330,12 @@ def compare_bases(args, images, device):
         build_base(p, args.cfg_options, args.vfm, device, args.masks)
         for p in args.bases
     ]
+    towers = [
+        autocast_dtype(m.clip.autocast, torch.device(device)) or torch.float32
+        for m, _ in models
+    ]
+    print('image towers run in: ' + ', '.join(
+        f'{name} {str(dtype)[6:]}' for name, dtype in zip(names, towers)))
     for model, _ in models:
         model.class_bank.query_set()  # class text once, before timing
     peaks = []
