@@ -97,3 +97,32 @@ def test_page_latency_benchmark():
     assert [r[0] for r in rows] == ['5 classes typed', 'no classes (lexicon)']
     assert all(float(v) > 0 for r in rows for v in r[1:]), out.stdout
     assert 'PAMR off' in out.stdout
+
+
+def test_benchmark_device_and_amp_mistakes_answer_in_one_line():
+    """--device cuda without a GPU and --amp fp16 on the CPU stop before
+    any model is built, with one error line naming the flag and the fix."""
+    import torch
+    cases = [(('--amp', 'fp16', '--device', 'cpu'), '--amp fp16 on the CPU')]
+    if not torch.cuda.is_available():
+        cases.append((('--device', 'cuda'), '--device cuda: no CUDA GPU'))
+    for flags, message in cases:
+        out = run_cli('tools/benchmark.py', *flags, check=False)
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('error: ' + message)
+        assert 'use' in lines[0] and out.stdout == ''
+
+
+def test_benchmark_bf16_autocast_on_cpu():
+    """--amp bf16 on the CPU: the image tower runs in bfloat16 (the config
+    says fp32 here, the flag wins)."""
+    out = run_cli('tools/benchmark.py', '--device', 'cpu', '--amp', 'bf16',
+                  '--bases', 'configs/baselines/naclip_vitb16_voc20.py',
+                  '--images', '1', '--rounds', '1', '--cfg-options',
+                  'model.clip.name=ov-eva-tiny', 'model.clip.autocast=fp32',
+                  NO_PAMR)
+    assert 'device cpu, autocast bf16' in out.stdout
+    assert 'image towers run in: naclip_vitb16_voc20 bfloat16' in out.stdout
+    assert out.stdout.strip().splitlines()[-1].startswith(
+        'ratio naclip_vitb16_voc20/naclip_vitb16_voc20: ')

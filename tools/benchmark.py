@@ -32,6 +32,15 @@ CorrCLIP's stages are the VFM tower, the correlation (mask merging and
 scope), the CLIP tower with its three branches, and mask generation
 (``--masks``: a SAM2 run on every image, or a folder of pre-generated
 masks), each with its share of the image's time.
+
+``--device cuda`` times on the GPU: every stage is bracketed by
+``torch.cuda.synchronize`` (kernels run asynchronously, so a stage's time
+is only real once its work is done) and reports the peak GPU memory it
+allocated (``torch.cuda.max_memory_allocated``, reset when the stage
+starts). ``--amp bf16|fp16`` sets the image tower's autocast
+(``model.clip.autocast``) of every model timed; on the CPU only bf16::
+
+    python tools/benchmark.py --device cuda --amp bf16 --images 16
 """
 import argparse
 import time
@@ -41,7 +50,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _cli import DEFAULT_CONFIG, add_cfg_options
+from _cli import DEFAULT_CONFIG, UserError, add_cfg_options
+from _cli import run as run_tool
 from torch.utils.flop_counter import FlopCounterMode
 
 # isort: off
@@ -65,10 +75,31 @@ class StageTimer:
     callables, per stage name. Stages never nest, so each call can have a
     FLOP counter of its own."""
 
-    def __init__(self):
+    def __init__(self, device='cpu'):
         self.seconds = defaultdict(float)
         self.flops = defaultdict(int)
         self.counting = False
+        self.cuda = torch.device(device).type == 'cuda'
+        self.peak_bytes = defaultdict(int)  # per stage, on GPU only
+        self.run_peak = 0  # the highest stage peak since the last reset
+
+    def _sync(self):
+        if self.cuda:  # a stage's time is real once its kernels are done
+            torch.cuda.synchronize()
+
+    def _start_stage(self):
+        self._sync()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        return time.perf_counter()
+
+    def _end_stage(self, stage, start):
+        self._sync()
+        self.seconds[stage] += time.perf_counter() - start
+        if self.cuda:
+            peak = torch.cuda.max_memory_allocated()
+            self.peak_bytes[stage] = max(self.peak_bytes[stage], peak)
+            self.run_peak = max(self.run_peak, peak)
 
     def wrap(self, owner, attribute, stage):
         original = getattr(owner, attribute)
@@ -79,18 +110,22 @@ class StageTimer:
                     result = original(*args, **kwargs)
                 self.flops[stage] += counter.get_total_flops()
                 return result
-            start = time.perf_counter()
+            start = self._start_stage()
             try:
                 return original(*args, **kwargs)
             finally:
-                self.seconds[stage] += time.perf_counter() - start
+                self._end_stage(stage, start)
 
         setattr(owner, attribute, timed)
 
     @contextmanager
     def stage(self, name):
+        """The whole image: synchronised, but its memory is not reset (the
+        stages inside reset it; their highest peak is the image's)."""
+        self._sync()
         start = time.perf_counter()
         yield
+        self._sync()
         self.seconds[name] += time.perf_counter() - start
 
 
@@ -99,7 +134,7 @@ def build(cfg, vocabulary, device):
     cfg.model.vocabulary = vocabulary
     set_random_seed(0)
     model = init_model(cfg, device=device)
-    timer = StageTimer()
+    timer = StageTimer(device)
     timer.wrap(model.clip, 'forward', 'image encoding')
     timer.wrap(model.class_bank.text_bank, 'embed', 'text encoding')
     timer.wrap(model.class_bank.term_bank, 'embed', 'text encoding')
@@ -183,16 +218,21 @@ def matmul_rate(dtype, device, repeats=100):
 
 class PeakMemory:
     """Peak memory while a block runs: the resident high-water mark on CPU
-    (Linux: reset through /proc/self/clear_refs), allocated memory on GPU.
+    (Linux: reset through /proc/self/clear_refs), allocated memory on GPU
+    (``timer``'s stages reset the GPU's counter each, so the highest of
+    their peaks counts too).
     """
 
-    def __init__(self, device):
+    def __init__(self, device, timer=None):
         self.device = device
+        self.timer = timer
         self.gib = None
 
     def __enter__(self):
-        if self.device != 'cpu':
+        if torch.device(self.device).type == 'cuda':
             torch.cuda.reset_peak_memory_stats()
+            if self.timer is not None:
+                self.timer.run_peak = 0
         else:
             try:
                 with open('/proc/self/clear_refs', 'w') as f:
@@ -202,8 +242,9 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc):
-        if self.device != 'cpu':
-            self.gib = torch.cuda.max_memory_allocated() / 2**30
+        if torch.device(self.device).type == 'cuda':
+            stages = self.timer.run_peak if self.timer is not None else 0
+            self.gib = max(torch.cuda.max_memory_allocated(), stages) / 2**30
             return
         try:
             with open('/proc/self/status') as f:
@@ -215,9 +256,11 @@ class PeakMemory:
                 resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def report(name, seconds, flops, rates, count, peak):
+def report(name, seconds, flops, rates, count, peak, stage_peaks=None):
     """One model's lines: speed, memory, then each stage's time and how
-    close it runs to its FLOP floor (``rates``: GFLOP/s per stage)."""
+    close it runs to its FLOP floor (``rates``: GFLOP/s per stage) and, on
+    GPU, its peak memory (``stage_peaks``: bytes per stage)."""
+    stage_peaks = stage_peaks or {}
     total = seconds['total']
     known = sum(v for k, v in seconds.items() if k != 'total')
     rows = {k: v for k, v in seconds.items() if k != 'total'}
@@ -234,6 +277,8 @@ def report(name, seconds, flops, rates, count, peak):
                 f'  {work / 1e9:7.1f} GFLOP, floor '
                 f'{1000 * floor:7.1f} ms: {100 * floor * count / value:5.1f}%'
                 ' of the matmul rate')
+        if stage in stage_peaks:
+            line += f'  peak {stage_peaks[stage] / 2**30:.2f} GiB'
         print(line)
 
 
@@ -257,7 +302,7 @@ def build_base(path, options, vfm, device, masks=None):
     cfg.merge_from_dict(options)
     set_random_seed(0)
     model = init_model(cfg, device=device)
-    timer = StageTimer()
+    timer = StageTimer(device)
     clip = model.clip
     if hasattr(clip, 'mask_source'):  # CorrCLIP's stages, none in another
         timer.wrap(clip, '_vfm', 'VFM tower')
@@ -285,11 +330,17 @@ def compare_bases(args, images, device):
         build_base(p, args.cfg_options, args.vfm, device, args.masks)
         for p in args.bases
     ]
+    towers = [
+        autocast_dtype(m.clip.autocast, torch.device(device)) or torch.float32
+        for m, _ in models
+    ]
+    print('image towers run in: ' + ', '.join(
+        f'{name} {str(dtype)[6:]}' for name, dtype in zip(names, towers)))
     for model, _ in models:
         model.class_bank.query_set()  # class text once, before timing
     peaks = []
     for model, timer in models:  # peak memory of each over all images
-        with PeakMemory(device) as peak:
+        with PeakMemory(device, timer) as peak:
             run(model, timer, images)
         peaks.append(peak.gib)
     reuse_freed_memory()
@@ -303,11 +354,47 @@ def compare_bases(args, images, device):
     seconds = [fastest(t) for t in times]
     print(f'each image\'s fastest of {args.rounds} rounds, the bases in '
           'turn:')
-    for name, value, peak in zip(names, seconds, peaks):
-        report(name, value, {}, {}, len(images), peak)
+    for name, value, peak, (_, timer) in zip(names, seconds, peaks, models):
+        report(name, value, {}, {}, len(images), peak, timer.peak_bytes)
     for name, value in zip(names, seconds):
         print(f'ratio {name}/{names[0]}: '
               f'{value["total"] / seconds[0]["total"]:.2f}')
+
+
+def device_name(device):
+    """``cpu``, or the GPU's name (for the figures' record)."""
+    if torch.device(device).type != 'cuda':
+        return 'cpu'
+    return f'{device} ({torch.cuda.get_device_name(device)})'
+
+
+def check_device(device, amp):
+    """The device to time on (default: cuda when present), or a UserError
+    before anything is built: no such device, or fp16 on the CPU."""
+    if device is None:
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise UserError(f'--device {device!r}: not a device; use cpu, cuda '
+                        'or cuda:N') from None
+    if kind not in ('cpu', 'cuda'):
+        raise UserError(f'--device {device!r}: only cpu and cuda are timed')
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise UserError(f'--device {device}: no CUDA GPU is visible to '
+                        f'PyTorch {torch.__version__} here (CUDA build: '
+                        f'{torch.version.cuda}); run on a GPU machine or '
+                        'use --device cpu')
+    index = torch.device(device).index
+    if kind == 'cuda' and index is not None and \
+            index >= torch.cuda.device_count():
+        raise UserError(f'--device {device}: only '
+                        f'{torch.cuda.device_count()} GPU(s) visible')
+    if kind == 'cpu' and amp == 'fp16':
+        raise UserError('--amp fp16 on the CPU: float16 matmuls are slow '
+                        'or missing there; use --amp bf16 (or --device '
+                        'cuda)')
+    return device
 
 
 def main():
@@ -315,7 +402,16 @@ def main():
     parser.add_argument('config', nargs='?', default=str(DEFAULT_CONFIG))
     parser.add_argument('--images', type=int, default=6)
     parser.add_argument('--rounds', type=int, default=3)
-    parser.add_argument('--device', default=None)
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='cpu, cuda or cuda:N (default: cuda when a GPU is present)')
+    parser.add_argument(
+        '--amp',
+        choices=['fp16', 'bf16'],
+        default=None,
+        help="the image tower's autocast (model.clip.autocast) of every "
+        "model timed; default: the config's. CPU: bf16 only")
     add_cfg_options(parser, help=None, default={})
     parser.add_argument(
         '--bases',
@@ -336,9 +432,10 @@ def main():
         'with its config.json, or ov-eva-tiny-sam2; random weights) '
         'generating them for every image')
     args = parser.parse_args()
+    device = check_device(args.device, args.amp)
+    if args.amp:
+        args.cfg_options['model.clip.autocast'] = args.amp
     if args.bases:
-        device = args.device or ('cuda'
-                                 if torch.cuda.is_available() else 'cpu')
         files = sorted(SAMPLES.glob('*.jpg'))
         rng = np.random.default_rng(0)
         images = [
@@ -347,13 +444,13 @@ def main():
             for i in range(args.images)
         ]
         print(f'{args.images} images, random weights, device '
-              f'{device}, {torch.get_num_threads()} threads; bases: '
+              f'{device_name(device)}, autocast {args.amp or "per config"}, '
+              f'{torch.get_num_threads()} threads; bases: '
               f'{", ".join(args.bases)}')
         return compare_bases(args, images, device)
     cfg = Config.fromfile(args.config)
     cfg.model.clip.pretrained = None  # random weights: timing only
     cfg.merge_from_dict(args.cfg_options)
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     files = sorted(SAMPLES.glob('*.jpg'))
     rng = np.random.default_rng(0)
     images = [
@@ -362,7 +459,8 @@ def main():
     ]
     print(f'{args.images} images ({"ADE20K samples" if files else "random"}'
           f'), CLIP {cfg.model.clip.name} (random weights), windows '
-          f'{cfg.model.test_cfg.get("crop_size")}, device {device}, '
+          f'{cfg.model.test_cfg.get("crop_size")}, device '
+          f'{device_name(device)}, autocast {cfg.model.clip.autocast}, '
           f'{torch.get_num_threads()} threads')
 
     ours, ours_timer = build(cfg, cfg.model.get('vocabulary'), device)
@@ -406,7 +504,7 @@ def main():
         for m, t in ((base, base_timer), (ours, ours_timer))
     ]
     # peak memory of each model over all images (also the warm-up)
-    peaks = [PeakMemory(device), PeakMemory(device)]
+    peaks = [PeakMemory(device, base_timer), PeakMemory(device, ours_timer)]
     with peaks[0]:
         run(base, base_timer, images)
     with peaks[1]:
@@ -427,12 +525,12 @@ def main():
     print(f'each image\'s fastest of {args.rounds} rounds, the two models '
           'in turn (FLOPs and floors per image):')
     report('baseline', base_seconds, flops[0], rates, len(images),
-           peaks[0].gib)
+           peaks[0].gib, base_timer.peak_bytes)
     report('ov-eva (warm caches)', ours_seconds, flops[1], rates, len(images),
-           peaks[1].gib)
+           peaks[1].gib, ours_timer.peak_bytes)
     print(f'ratio ov-eva/baseline: '
           f'{ours_seconds["total"] / base_seconds["total"]:.2f}')
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
