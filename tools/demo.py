@@ -89,6 +89,22 @@ def parse_args(argv=None):
         type=float,
         default=0.5,
         help='opacity of the prediction in the overlay, 0..1 (%(default)s)')
+    parser.add_argument(
+        '--stream',
+        action='store_true',
+        help='INPUT is a video file or a folder of frames: a vocabulary per '
+        'scene, asked in the background (see docs/stream.md)')
+    parser.add_argument(
+        '--scene-threshold',
+        type=float,
+        default=0.85,
+        help='--stream: cosine similarity to the scene\'s first frame below '
+        'which a new scene starts (%(default)s)')
+    parser.add_argument(
+        '--reuse-threshold',
+        type=float,
+        help='--stream: a frame this similar to the previous one reuses its '
+        'labels (off by default)')
     add_cfg_options(parser,
                     'override config settings, key=value (applied last)')
     add_debug_flag(parser)
@@ -243,6 +259,8 @@ def main(argv=None):
         raise UserError(f'--opacity {args.opacity} is outside 0..1')
     check_config_file(args.config, '--config')
     check_options(args.cfg_options, args.config)
+    if args.stream:
+        return stream_main(args)
     images, root = find_images(args)
     classes = read_classes(args)
 
@@ -303,6 +321,30 @@ def main(argv=None):
     print(f'{ok} ok, {failed} failed, of {len(images)} image(s); '
           f'outputs in {out}')
     return 1 if failed else 0
+
+
+def stream_main(args):
+    """``--stream``: frames of a video or folder, see ov_eva.stream."""
+    classes = read_classes(args)
+    if classes is None:
+        raise UserError('--stream needs --classes or --class-file (classes '
+                        'found per frame are not supported in stream mode)')
+    import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
+    from ov_eva.apis import image_config, init_model
+    from ov_eva.stream import check_stream_input, segment_stream
+    from ov_eva.visualization import class_palette
+    try:
+        check_stream_input(args.input)
+    except (ValueError, ImportError) as error:
+        raise UserError(str(error)) from None
+    cfg = image_config(args.config, classes, args.vocabulary, args.cfg_options)
+    Context.cfg = cfg
+    model = init_model(cfg, choose_device(args.device))
+    palette = class_palette(len(model.classes))
+    segment_stream(model, args.input,
+                   Path(args.out).expanduser(), palette, args.opacity,
+                   args.scene_threshold, args.reuse_threshold)
+    return 0
 
 
 if __name__ == '__main__':

@@ -1,0 +1,308 @@
+"""Stream mode: segment the frames of a video (or a folder of frames) with a
+vocabulary per scene that never holds a frame back.
+
+A scene is a run of frames whose global CLIP image embedding stays within
+``scene_threshold`` (cosine) of the scene's first frame. A new scene asks the
+model's vocabulary source in a background thread; frames go on with the last
+vocabulary (the offline lexicon for the first scene) and switch when the
+answer arrives. The source's own cache and budget (``max_cost``) apply: a
+scene is one fetch, keyed by its first frame.
+"""
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+
+FRAME_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+VIDEO_EXTRA = ('reading a video needs PyAV: pip install "ov-eva[video]" '
+               '(or pip install av), or give a folder of frames')
+
+
+def read_frames(
+        path,
+        max_frames: Optional[int] = None) -> Iterator[Tuple[str, np.ndarray]]:
+    """(name, RGB uint8 array) of each frame: a folder's images in name
+    order, or a video file decoded with PyAV. Raises ValueError for a
+    folder without frames or a file that is not a readable video."""
+    path = Path(path)
+    count = 0
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.suffix.lower() in FRAME_SUFFIXES)
+        if not files:
+            raise ValueError(f'folder {str(path)!r} holds no frames '
+                             f'({", ".join(FRAME_SUFFIXES)})')
+        from .vocabulary.base import read_rgb
+        for file in files[:max_frames]:
+            yield file.stem, read_rgb(file)
+        return
+    try:
+        import av
+    except ImportError:
+        raise ImportError(VIDEO_EXTRA) from None
+    try:
+        container = av.open(str(path))
+    except Exception as error:
+        raise ValueError(
+            f'{str(path)!r} is not a readable video '
+            f'({type(error).__name__}); give a video file '
+            '(mp4, mkv, webm, ...) or a folder of frames') from None
+    with container:
+        for frame in container.decode(video=0):
+            if max_frames is not None and count >= max_frames:
+                break
+            yield f'frame_{count:06d}', frame.to_ndarray(format='rgb24')
+            count += 1
+    if count == 0:
+        raise ValueError(f'{str(path)!r} holds no video frames')
+
+
+class OverlayWriter:
+    """Overlay frames into an mp4 (H.264 via PyAV) or, without PyAV or for
+    a ``.gif`` path, an animated GIF."""
+
+    def __init__(self, path, fps: float = 10.0):
+        self.path, self.fps = Path(path), fps
+        self.frames: List[np.ndarray] = []
+
+    def add(self, rgb: np.ndarray):
+        self.frames.append(rgb)
+
+    def close(self) -> Optional[Path]:
+        if not self.frames:
+            return None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import av
+        except ImportError:
+            av = None
+        if av is None or self.path.suffix == '.gif':
+            from PIL import Image
+            self.path = self.path.with_suffix('.gif')
+            images = [Image.fromarray(f) for f in self.frames]
+            images[0].save(
+                self.path,
+                save_all=True,
+                append_images=images[1:],
+                duration=int(1000 / self.fps),
+                loop=0)
+            return self.path
+        height, width = (s - s % 2 for s in self.frames[0].shape[:2])
+        with av.open(str(self.path), 'w') as container:
+            stream = container.add_stream('libx264', rate=round(self.fps))
+            stream.width, stream.height = width, height
+            stream.pix_fmt = 'yuv420p'
+            for rgb in self.frames:
+                frame = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(rgb[:height, :width]), format='rgb24')
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+        return self.path
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0
+    scenes: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    frame_seconds: List[float] = field(default_factory=list)
+    sources: List[str] = field(default_factory=list)  # per frame
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def ms_per_frame(self) -> float:
+        return 1000 * self.seconds / max(self.frames, 1)
+
+    @property
+    def median_ms(self) -> float:
+        return 1000 * float(np.median(self.frame_seconds or [0]))
+
+
+class StreamSegmenter:
+    """Segments frames in order with a vocabulary per scene.
+
+    Args:
+        model: an OV-EVA segmentor (``ov_eva.apis.init_model``).
+        scene_threshold: cosine similarity of a frame's embedding to the
+            scene's first frame below which a new scene starts.
+        reuse_threshold: temporal-stability knob, off (None) by default: a
+            frame this similar (cosine) to the previous one reuses its
+            label map instead of being segmented again.
+    """
+
+    def __init__(self,
+                 model,
+                 scene_threshold: float = 0.85,
+                 reuse_threshold: Optional[float] = None):
+        self.model = model
+        self.scene_threshold = scene_threshold
+        self.reuse_threshold = reuse_threshold
+        self.source = model.vocabulary if model.uses_vocabulary else None
+        self.lexicon = self._lexicon() if self.source is not None else None
+        from .vocabulary.lexicon import LexiconVocabulary
+        self.embedder = LexiconVocabulary(window_grid=0, cache_file=False)
+        self.embedder.bind(model.clip)  # the whole image, one CLIP pass
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix='ov-eva-mllm')
+        self.pending: Optional[Future] = None
+        self.terms: Optional[list] = None
+        self.origin = 'none'  # where the current terms came from
+        self.anchor = self.previous = None
+        self.label = None
+        self.stats = StreamStats()
+        self._said_failure = False
+        self.similarities: List[Optional[float]] = []  # to the scene anchor
+
+    def _lexicon(self):
+        from .vocabulary.lexicon import LexiconVocabulary
+        if isinstance(self.source, LexiconVocabulary):
+            return self.source  # answers at once: no thread needed
+        lexicon = LexiconVocabulary(cache_file=False)
+        lexicon.bind(self.model.clip)
+        return lexicon
+
+    def embed(self, rgb: np.ndarray):
+        """Global CLIP embedding of the frame (the lexicon's whole-image
+        view, computed by the backend's CLIP)."""
+        return self.embedder.image_embeddings(rgb)[0]
+
+    def _fetch(self, source, rgb):
+        """The terms of ``source`` for this frame; None (said once) when the
+        source failed, so that the frames keep the vocabulary they have."""
+        try:
+            result = source.fetch(rgb, self.model.class_bank.fetch_classes)
+        except Exception as error:  # a dead server: FatalVocabularyError
+            result = None
+            message = f'{type(error).__name__}: {error}'
+        else:
+            message = result.error
+        if result is not None and result.status == 'new' \
+                and source is not self.lexicon:
+            self.stats.requests += 1
+        if message:
+            if not self._said_failure:
+                self._said_failure = True
+                self.stats.notes.append(
+                    f'the vocabulary source failed ({message}); frames go '
+                    'on with the lexicon or the last vocabulary')
+            return None
+        return [(t.text, t.suggested_class) for t in result.terms]
+
+    def _new_scene(self, rgb):
+        self.stats.scenes += 1
+        if self.source is None:
+            return
+        if self.terms is None or self.source is self.lexicon:
+            # first scene (or a lexicon source): the lexicon, at once
+            self.terms, self.origin = self._fetch(self.lexicon, rgb), 'lexicon'
+        if self.source is not self.lexicon:
+            self.pending = self.pool.submit(self._fetch, self.source, rgb)
+
+    def _take_answer(self):
+        if self.pending is not None and self.pending.done():
+            terms = self.pending.result()
+            self.pending = None
+            if terms:  # a failure keeps the last vocabulary
+                self.terms, self.origin = terms, 'mllm'
+
+    def step(self, rgb: np.ndarray):
+        """(label map, source of the frame's terms) for the next frame."""
+        from .apis import inference_model
+        start = time.perf_counter()
+        embedding = self.embed(rgb)
+        self.similarities.append(None if self.anchor is
+                                 None else float(embedding @ self.anchor))
+        similar = (None if self.previous is None else float(
+            embedding @ self.previous))
+        self.previous = embedding
+        if self.anchor is None or float(
+                embedding @ self.anchor) < self.scene_threshold:
+            self.anchor = embedding
+            self._new_scene(rgb)
+        self._take_answer()
+        used = self.origin
+        if self.reuse_threshold is not None and self.label is not None \
+                and similar is not None and similar >= self.reuse_threshold:
+            label = self.label
+        else:
+            sample = inference_model(self.model, rgb, terms=self.terms)
+            label = sample.pred_sem_seg.data[0].cpu().numpy()
+        self.label = label
+        self.stats.frames += 1
+        self.stats.frame_seconds.append(time.perf_counter() - start)
+        self.stats.seconds += self.stats.frame_seconds[-1]
+        self.stats.sources.append(used)
+        return label, used
+
+    def close(self, wait: bool = True):
+        self.pool.shutdown(wait=wait)
+
+    def summary(self) -> str:
+        s = self.stats
+        return (f'stream: {s.frames} frames, {s.scenes} scenes, '
+                f'{s.requests} MLLM requests, {s.ms_per_frame:.0f} ms/frame')
+
+
+def check_stream_input(path) -> None:
+    """Raise ValueError (or ImportError naming the extra) for an input that
+    stream mode cannot read, before any model is built."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ValueError(f'{str(path)!r} does not exist; give a video file '
+                         'or a folder of frames')
+    next(read_frames(path, max_frames=1))
+
+
+def blend(rgb: np.ndarray, label: np.ndarray, palette: np.ndarray,
+          opacity: float) -> np.ndarray:
+    """The frame with the prediction blended in (fixed size: no legend)."""
+    colours = palette[label % len(palette)].astype(np.float32)
+    mixed = rgb.astype(np.float32) * (1 - opacity) + colours * opacity
+    return mixed.round().clip(0, 255).astype(np.uint8)
+
+
+def segment_stream(model,
+                   path,
+                   out,
+                   palette,
+                   opacity: float = 0.5,
+                   scene_threshold: float = 0.85,
+                   reuse_threshold: Optional[float] = None,
+                   fps: float = 10.0,
+                   say=print) -> StreamStats:
+    """Segment every frame of ``path``, writing per frame
+    ``<name>_overlay.png``, ``<name>_label.png`` and ``<name>.json`` in
+    ``out``, and ``overlay.mp4`` (or ``.gif`` without PyAV)."""
+    import json
+
+    from PIL import Image
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    segmenter = StreamSegmenter(model, scene_threshold, reuse_threshold)
+    video = OverlayWriter(out / 'overlay.mp4', fps)
+    try:
+        for name, rgb in read_frames(path):
+            label, used = segmenter.step(rgb)
+            overlay = blend(rgb, label, palette, opacity)
+            video.add(overlay)
+            Image.fromarray(overlay).save(out / f'{name}_overlay.png')
+            dtype = np.uint8 if len(palette) < 256 else np.uint16
+            Image.fromarray(label.astype(dtype)).save(out /
+                                                      f'{name}_label.png')
+            record = dict(
+                frame=name,
+                scene=segmenter.stats.scenes,
+                vocabulary=used,
+                terms=[t for t, _ in segmenter.terms or []])
+            (out / f'{name}.json').write_text(json.dumps(record, indent=2))
+            for note in segmenter.stats.notes:
+                say(f'note: {note}')
+            segmenter.stats.notes.clear()
+    finally:
+        segmenter.close(wait=False)
+    segmenter.stats.video = video.close()
+    say(segmenter.summary() + f'; overlay video {segmenter.stats.video}')
+    return segmenter.stats
