@@ -19,8 +19,8 @@ def clip_frames(count=12, size=(48, 64)):
     rng = np.random.default_rng(0)
     first = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
     second = np.zeros((*size, 3), np.uint8)
-    second[:size[0] // 2], second[size[0] // 2:] = (70, 130, 220), (40, 150,
-                                                                     50)
+    half = size[0] // 2
+    second[:half], second[half:] = (70, 130, 220), (40, 150, 50)
     for i in range(count):
         base = first if i < count // 2 else second
         noise = rng.integers(-4, 5, base.shape)

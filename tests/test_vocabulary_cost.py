@@ -406,8 +406,9 @@ def test_batch_killed_around_its_creation_is_found_or_made_once(
 
 
 def test_val_set_bills_from_the_tool(tmp_path):
-    """tools/vocabulary_cost.py (the val-set table of docs/vocabulary.md), run from
-    another folder: a row per benchmark, batch at half the online price."""
+    """tools/vocabulary_cost.py (the val-set table of docs/vocabulary.md),
+    run from another folder: a row per benchmark, batch at half the online
+    price."""
     tool = str(REPO / 'tools' / 'vocabulary_cost.py')
     proc = subprocess.run([sys.executable, tool, '--detail', 'low'],
                           cwd=tmp_path,
