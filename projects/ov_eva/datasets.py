@@ -218,8 +218,8 @@ class ADE20K847Dataset(_WideLabelDataset):
     ``images_detectron2/validation`` and ``annotations_detectron2/
     validation`` (2000 images, uint16 ``.tif``, 65535 unlabelled)."""
     CLASS_FILE = 'ade847.txt'
-    METAINFO = dict(
-        classes=tuple(c[0] for c in read_class_file('ade847', verbatim=True)))
+    METAINFO = dict(classes=tuple(
+        c[0] for c in read_class_file('ade847', verbatim=True)))
 
 
 @DATASETS.register_module()
@@ -229,5 +229,5 @@ class PascalContext459Dataset(_WideLabelDataset):
     ``trainval/*.mat`` by CAT-Seg's ``prepare_pascal_context_459.py``; the
     5105 val images listed in ``ImageSets/SegmentationContext/val.txt``."""
     CLASS_FILE = 'context459.txt'
-    METAINFO = dict(
-        classes=tuple(c[0] for c in read_class_file('context459', verbatim=True)))
+    METAINFO = dict(classes=tuple(
+        c[0] for c in read_class_file('context459', verbatim=True)))
