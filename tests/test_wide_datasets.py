@@ -1,6 +1,7 @@
 """ADE20K-847 and PASCAL Context-459: the official class files, uint16
 labels (values above 255, 65535 ignored) through the base dataset configs."""
 import copy
+import re
 import hashlib
 from pathlib import Path
 
@@ -102,3 +103,24 @@ def test_wide_labels_through_the_base_config(tmp_path, name):
     assert area_union[300] > area_intersect[300] > 0
     assert area_intersect[count - 1] == area_union[count - 1] > 0
     assert area_union[5] == 0
+
+
+def test_ade847_through_tools_test(tmp_path):
+    """tools/test.py on a synthetic ADE-847 folder with the tiny CLIP: the
+    uint16 labels reach the metric (847 classes, 65535 ignored)."""
+    from conftest import NO_PAMR, TINY, run_cli
+    label = wide_label(847)
+    write_sample(tmp_path, 'images_detectron2/validation/ADE_val_1.jpg',
+                 'annotations_detectron2/validation/ADE_val_1.tif', label)
+    out = run_cli(
+        'tools/test.py', 'configs/baselines/naclip_vitb16_ade847.py',
+        '--work-dir', tmp_path / 'work', '--cfg-options', *TINY, NO_PAMR,
+        f'test_dataloader.dataset.data_root={tmp_path}',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False',
+        "model.templates=['a photo of a {}.']")  # 847 prompts, not 80x
+    text = out.stdout + out.stderr
+    assert 'mIoU' in text
+    # class 847 scored (its pixels exist), an unseen class is nan
+    assert re.search(r'\|\s+adding machine\s+\|\s+[0-9.]+\s+\|', text)
+    assert re.search(r'\|\s+dollhouse\s+\|\s+nan\s+\|', text)
