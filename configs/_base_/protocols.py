@@ -180,7 +180,33 @@ __datasets = dict(
         naclip=dict(short_side=336, prob_thd=0.1),
         clearclip=dict(short_side=448, prob_thd=0.4),
         proxyclip=dict(short_side=336, prob_thd=0.25),
-        corrclip=dict(short_side=336, prob_thd=0.25, masks='coco')))
+        corrclip=dict(short_side=336, prob_thd=0.25, masks='coco')),
+    # ADE20K-847 and Context-459: no official config of these methods covers
+    # them. Each keeps its own setting for the same images at 150 / 59
+    # classes (ADE-150 / Context-59 rows above: short side, window, no
+    # threshold), as CorrCLIPv2's cfg_ade847.py / cfg_context459.py do
+    # (448 / 336, no prob_thd); the class files are CorrCLIPv2's, the only
+    # official ones (`shared`: one file for every method).
+    ade847=dict(
+        file='cfg_ade847.py',
+        classes='ade847',
+        shared=True,
+        sclip=dict(short_side=336),
+        naclip=dict(short_side=336),
+        clearclip=dict(short_side=448),
+        proxyclip=dict(short_side=448),
+        corrclip=dict(short_side=448, masks='ade847')),
+    context459=dict(
+        file='cfg_context459.py',
+        classes='context459',
+        shared=True,
+        sclip=dict(short_side=336),
+        naclip=dict(short_side=336),
+        clearclip=dict(short_side=448),
+        proxyclip=dict(short_side=336),
+        corrclip=dict(short_side=336, masks='context459')))
+__corrclipv2_configs = ('https://github.com/zdk258/CorrCLIP/blob/103bc18/'
+                        'CorrCLIPv2/configs')
 
 # Published mIoU (%) of each method with its official code and protocol, as
 # printed by each source; None where the source gives none.
@@ -251,6 +277,8 @@ __published = dict(
         ade=26.9,
         coco_stuff171=31.6,
         coco_object=43.7))
+for __scores in __published.values():  # no source reports these two
+    __scores.update(ade847=None, context459=None)
 
 
 def _row(method, dataset):
@@ -266,10 +294,13 @@ def _row(method, dataset):
     if 'separator' in spec:
         classes_cfg['separator'] = spec['separator']
     classes = f"{spec['classes']}/{data['classes']}"
-    if spec['classes'] == 'clearclip' and data['classes'] not in (
+    if data.get('shared'):
+        classes = data['classes']
+    elif spec['classes'] == 'clearclip' and data['classes'] not in (
             'voc21', 'voc20', 'coco_object'):
         classes = f"sclip/{data['classes']}"  # ClearCLIP ships SCLIP's file
-    if spec['classes'] == 'proxyclip' and data['classes'] not in (
+    if spec['classes'] == 'proxyclip' and not data.get('shared') and data[
+            'classes'] not in (
             'voc21', 'coco_object'):
         # ProxyCLIP ships ClearCLIP's VOC20 file and SCLIP's others
         classes = ('clearclip/voc20' if data['classes'] == 'voc20' else
@@ -297,7 +328,8 @@ def _row(method, dataset):
             bg_idx=0,
             pamr=spec['pamr'],
             test_cfg=test_cfg),
-        source=f"{__repos[spec['repo']]}/configs/{data['file']}",
+        source=(f"{__corrclipv2_configs}/{data['file']}" if data.get('shared')
+                else f"{__repos[spec['repo']]}/configs/{data['file']}"),
         published=__published[method][dataset],
         published_source=__published[method]['source'])
 

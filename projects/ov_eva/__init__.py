@@ -12,8 +12,9 @@ from . import data_checks  # noqa: E402
 data_checks.install_excepthook()  # DataError: one line under `mim test`
 
 from .backends import BACKENDS, CorrCLIPEncoder, DenseCLIPEncoder  # noqa
-from .datasets import (ClassFileSegDataset, COCOObjectDataset,  # noqa: E402
-                       PascalVOC20Dataset)
+from .datasets import (ADE20K847Dataset, ClassFileSegDataset,  # noqa: E402
+                       COCOObjectDataset, LoadWideAnnotations,
+                       PascalContext459Dataset, PascalVOC20Dataset)
 from .head import OVEVAHead  # noqa: E402
 from .hooks import DatasetClassesHook, VocabularyPrefetchHook  # noqa: E402
 from .preflight import install as _install_preflight  # noqa: E402
@@ -34,5 +35,6 @@ __all__ = [
     'read_class_file', 'PascalVOC20Dataset', 'COCOObjectDataset',
     'VocabularyPrefetchHook', 'VOCABULARIES', 'ClassFileSegDataset',
     'DatasetClassesHook', 'BACKENDS', 'CorrCLIPEncoder', 'MASK_SOURCES',
-    'LoadRegionMasks', 'PackOVEVAInputs'
+    'LoadRegionMasks', 'PackOVEVAInputs', 'ADE20K847Dataset',
+    'PascalContext459Dataset', 'LoadWideAnnotations'
 ]

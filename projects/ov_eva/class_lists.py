@@ -41,12 +41,15 @@ def parse_class_lines(lines: Sequence[str],
         if not verbatim:
             synonyms = list(dict.fromkeys(synonyms))
         name = synonyms[0].strip().lower()
-        if name in first_line:
+        # verbatim: a class is its line, as the official code reads it;
+        # ADE-847's file has two lines opening with 'screen' (crt / silver)
+        key = line if verbatim else name
+        if key in first_line:
             raise ValueError(
                 f'{source}: class {name!r} appears twice (classes '
-                f'{first_line[name]} and {number}); merge them into one '
+                f'{first_line[key]} and {number}); merge them into one '
                 'line of comma-separated synonyms')
-        first_line[name] = number
+        first_line[key] = number
         classes.append(synonyms)
     if not classes:
         raise ValueError(f'{source}: no class names; give one class a line')

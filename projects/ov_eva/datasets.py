@@ -12,16 +12,27 @@ dataset class:
   COCO-Stuff164k labels by ``tools/dataset_converters/coco_object.py``
   (``*_instanceTrainIds.png``: 0 background, 1..80 things, 255 ignore).
 
+* ``ADE20K847Dataset`` / ``PascalContext459Dataset``: the full ADE20K (847
+  classes) and PASCAL Context (459 classes) as CAT-Seg prepares them:
+  uint16 ``.tif`` labels (class ``v`` is line ``v + 1`` of the class file,
+  65535 ignored), read by ``LoadWideAnnotations``, scored by ``IoUMetric``
+  with ``ignore_index=65535`` (``configs/_base_/datasets/``, docs/datasets.md).
+
 PASCAL Context 60/59, ADE20K, COCO-Stuff and Cityscapes use mmseg's own
 dataset classes.
 
 ``ClassFileSegDataset`` is for your own data: a folder in mmseg's layout
 whose classes come from a class file (``configs/custom/``).
 """
+import os.path as osp
 from typing import List, Sequence
 
+import mmcv
+import numpy as np
+from mmengine import fileio
 from mmseg.datasets import BaseSegDataset, COCOStuffDataset, PascalVOCDataset
-from mmseg.registry import DATASETS
+from mmseg.datasets.transforms import LoadAnnotations
+from mmseg.registry import DATASETS, TRANSFORMS
 
 from .data_checks import ChecksItsFiles
 from .text_bank import read_class_file
@@ -145,3 +156,78 @@ class ClassFileSegDataset(ChecksItsFiles, BaseSegDataset):
             self.label_map = {**(self.label_map or {}), **unlabelled}
             self._metainfo['label_map'] = self.label_map
         return super().load_data_list()
+
+
+#: label value meaning "unlabelled" in the uint16 labels of ADE-847 and
+#: Context-459 (CAT-Seg's converters write it; 255 is a class there)
+WIDE_IGNORE_INDEX = 65535
+_CLASS_NAMES = osp.join(osp.dirname(__file__), 'class_names')
+
+
+@TRANSFORMS.register_module()
+class LoadWideAnnotations(LoadAnnotations):
+    """mmseg's ``LoadAnnotations`` for labels wider than 8 bits: the label
+    file is read unchanged and kept as uint16 (mmseg's casts to uint8,
+    which folds class 256 onto class 0)."""
+
+    def _load_seg_map(self, results: dict) -> None:
+        data = fileio.get(results['seg_map_path'],
+                          backend_args=self.backend_args)
+        label = mmcv.imfrombytes(
+            data, flag='unchanged', backend=self.imdecode_backend)
+        label = np.asarray(label).squeeze().astype(np.int64)
+        if label.ndim != 2:
+            raise ValueError(f'{results["seg_map_path"]}: a label map has one '
+                             f'channel, this one has shape {label.shape}')
+        if results.get('label_map'):
+            mapped = label.copy()
+            for old, new in results['label_map'].items():
+                mapped[label == old] = new
+            label = mapped
+        results['gt_seg_map'] = label.astype(np.uint16)
+        results['seg_fields'].append('gt_seg_map')
+
+
+class _WideLabelDataset(ChecksItsFiles, BaseSegDataset):
+    """Images ``*.jpg`` and uint16 ``*.tif`` labels, classes from a class
+    file shipped in ``class_names/``, 65535 ignored."""
+    CLASS_FILE = ''
+
+    def __init__(self,
+                 img_suffix='.jpg',
+                 seg_map_suffix='.tif',
+                 reduce_zero_label=False,
+                 ignore_index=WIDE_IGNORE_INDEX,
+                 **kwargs) -> None:
+        super().__init__(
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            reduce_zero_label=reduce_zero_label,
+            ignore_index=ignore_index,
+            **kwargs)
+
+    @classmethod
+    def class_file(cls) -> str:
+        return osp.join(_CLASS_NAMES, cls.CLASS_FILE)
+
+
+@DATASETS.register_module()
+class ADE20K847Dataset(_WideLabelDataset):
+    """ADE20K-full, 847 classes: ``ADE20K_2021_17_01`` converted by the
+    ``prepare_ade20k_full_sem_seg.py`` of the CAT-Seg / SAN family to
+    ``images_detectron2/validation`` and ``annotations_detectron2/
+    validation`` (2000 images, uint16 ``.tif``, 65535 unlabelled)."""
+    CLASS_FILE = 'ade847.txt'
+    METAINFO = dict(classes=tuple(
+        c[0] for c in read_class_file('ade847', verbatim=True)))
+
+
+@DATASETS.register_module()
+class PascalContext459Dataset(_WideLabelDataset):
+    """PASCAL Context, 459 classes: VOC2010 ``JPEGImages`` with labels
+    ``annotations_detectron2/pc459_val/*.tif`` written from PASCAL Context's
+    ``trainval/*.mat`` by CAT-Seg's ``prepare_pascal_context_459.py``; the
+    5105 val images listed in ``ImageSets/SegmentationContext/val.txt``."""
+    CLASS_FILE = 'context459.txt'
+    METAINFO = dict(classes=tuple(
+        c[0] for c in read_class_file('context459', verbatim=True)))

@@ -1,0 +1,3 @@
+# OV-EVA on CorrCLIP ViT-H/14, ADE20K-847: its baseline + a vocabulary
+_base_ = ['./baselines/corrclip_vith14_ade847.py']
+model = dict(vocabulary=dict(type='LexiconVocabulary'))

@@ -1,0 +1,3 @@
+# OV-EVA on CorrCLIP ViT-H/14, PASCAL Context 459: its baseline + a vocabulary
+_base_ = ['./baselines/corrclip_vith14_context459.py']
+model = dict(vocabulary=dict(type='LexiconVocabulary'))
