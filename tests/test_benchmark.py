@@ -2,13 +2,14 @@
 targets themselves are read from its output, not asserted here)."""
 import re
 
-from conftest import NO_PAMR, run_cli
+from conftest import NO_PAMR, run_cli, shared_data
 
 
 def test_benchmark_prints_stages_and_ratio():
+    samples = shared_data('ADEChallengeData2016') / 'images' / 'validation'
     out = run_cli('tools/benchmark.py', 'configs/oveva_vitb16_ade.py',
-                  '--images', '1', '--rounds', '1', '--cfg-options',
-                  'model.clip.name=ov-eva-tiny', NO_PAMR)
+                  '--images', '1', '--rounds', '1', '--image-dir', samples,
+                  '--cfg-options', 'model.clip.name=ov-eva-tiny', NO_PAMR)
     lines = out.stdout.strip().splitlines()
     assert lines[-1].startswith('ratio ov-eva/baseline: ')
     assert float(lines[-1].split(': ')[1]) > 0
@@ -99,11 +100,14 @@ def test_page_latency_benchmark():
     assert 'PAMR off' in out.stdout
 
 
-def test_benchmark_device_and_amp_mistakes_answer_in_one_line():
-    """--device cuda without a GPU and --amp fp16 on the CPU stop before
-    any model is built, with one error line naming the flag and the fix."""
+def test_benchmark_device_and_amp_mistakes_answer_in_one_line(tmp_path):
+    """--device cuda without a GPU, --amp fp16 on the CPU and an image
+    folder without images stop before any model is built, with one error
+    line naming the flag and the fix."""
     import torch
-    cases = [(('--amp', 'fp16', '--device', 'cpu'), '--amp fp16 on the CPU')]
+    cases = [(('--amp', 'fp16', '--device', 'cpu'), '--amp fp16 on the CPU'),
+             (('--device', 'cpu', '--image-dir', str(tmp_path)),
+              f'--image-dir {str(tmp_path)!r} holds no')]
     if not torch.cuda.is_available():
         cases.append((('--device', 'cuda'), '--device cuda: no CUDA GPU'))
     for flags, message in cases:

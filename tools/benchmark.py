@@ -43,11 +43,16 @@ starts). ``--amp bf16|fp16`` sets the image tower's autocast
     python tools/benchmark.py --device cuda --amp bf16 --images 16
 """
 import argparse
+import atexit
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
+import cv2
 import numpy as np
 import torch
 from _cli import DEFAULT_CONFIG, UserError, add_cfg_options
@@ -64,10 +69,6 @@ from ov_eva.clip_encoder import autocast_dtype  # noqa: E402
 from ov_eva.memory import reuse_freed_memory  # noqa: E402
 
 # isort: on
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / 'shared' / 'data' / 'ADEChallengeData2016' / \
-    'images' / 'validation'
 
 
 class StageTimer:
@@ -322,6 +323,26 @@ def build_base(path, options, vfm, device, masks=None):
     return model, timer
 
 
+def bench_images(folder: Optional[str], count: int) -> list:
+    """Paths of ``count`` images: the files of ``folder`` in name order,
+    repeated, or random ADE20K-sized photos written to a temporary folder
+    (paths, as mask sources such as SAM2's cache key on them)."""
+    if folder is None:
+        folder = tempfile.mkdtemp(prefix='ov_eva_benchmark_')
+        atexit.register(shutil.rmtree, folder, True)
+        rng = np.random.default_rng(0)
+        for i in range(count):
+            cv2.imwrite(f'{folder}/random_{i:03d}.png',
+                        rng.integers(0, 255, (512, 683, 3), dtype=np.uint8))
+    files = sorted(p for p in Path(folder).expanduser().glob('*')
+                   if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))
+    if not files:
+        raise UserError(f'--image-dir {folder!r} holds no .jpg or .png '
+                        'image; use a folder of photos, or leave the '
+                        'option out for random images')
+    return [str(files[i % len(files)]) for i in range(count)]
+
+
 def compare_bases(args, images, device):
     """Bases side by side: each image through every base in turn (order
     rotated every round), each image's fastest round kept."""
@@ -401,6 +422,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', nargs='?', default=str(DEFAULT_CONFIG))
     parser.add_argument('--images', type=int, default=6)
+    parser.add_argument(
+        '--image-dir',
+        default=None,
+        help='folder of .jpg/.png images to time on, taken in name order '
+        'and repeated up to --images (default: random 512x683 images, the '
+        'size of an ADE20K photo)')
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument(
         '--device',
@@ -436,13 +463,7 @@ def main():
     if args.amp:
         args.cfg_options['model.clip.autocast'] = args.amp
     if args.bases:
-        files = sorted(SAMPLES.glob('*.jpg'))
-        rng = np.random.default_rng(0)
-        images = [
-            str(files[i % len(files)]) if files else rng.integers(
-                0, 255, (512, 683, 3), dtype=np.uint8)
-            for i in range(args.images)
-        ]
+        images = bench_images(args.image_dir, args.images)
         print(f'{args.images} images, random weights, device '
               f'{device_name(device)}, autocast {args.amp or "per config"}, '
               f'{torch.get_num_threads()} threads; bases: '
@@ -451,13 +472,8 @@ def main():
     cfg = Config.fromfile(args.config)
     cfg.model.clip.pretrained = None  # random weights: timing only
     cfg.merge_from_dict(args.cfg_options)
-    files = sorted(SAMPLES.glob('*.jpg'))
-    rng = np.random.default_rng(0)
-    images = [
-        str(files[i % len(files)]) if files else rng.integers(
-            0, 255, (512, 683, 3), dtype=np.uint8) for i in range(args.images)
-    ]
-    print(f'{args.images} images ({"ADE20K samples" if files else "random"}'
+    images = bench_images(args.image_dir, args.images)
+    print(f'{args.images} images ({args.image_dir or "random, 512x683"}'
           f'), CLIP {cfg.model.clip.name} (random weights), windows '
           f'{cfg.model.test_cfg.get("crop_size")}, device '
           f'{device_name(device)}, autocast {cfg.model.clip.autocast}, '
