@@ -129,3 +129,71 @@ def test_a_file_that_is_no_video_is_one_error_line(tmp_path):
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ')
     assert 'not a readable video' in lines[0] and 'clip.mp4' in lines[0]
+
+
+@pytest.fixture(scope='module')
+def tiny_model():
+    from conftest import REPO
+    from mmengine.config import Config
+    from mmengine.runner import set_random_seed
+
+    from ov_eva.apis import init_model
+    cfg = Config.fromfile(REPO / 'configs' / 'oveva_vitb16_ade.py')
+    cfg.model.update(
+        classes=['sky', 'grass', 'wall'], vocabulary=None, pamr=None)
+    cfg.model.clip.update(name='ov-eva-tiny', pretrained=None)
+    cfg.test_pipeline = [
+        t for t in cfg.test_dataloader.dataset.pipeline
+        if 'Annotation' not in t['type']
+    ]
+    set_random_seed(0)
+    return init_model(cfg, device='cpu')
+
+
+def test_reuse_threshold_skips_near_identical_frames(tiny_model,
+                                                     monkeypatch):
+    """--reuse-threshold: a frame as similar as the threshold to the one
+    before reuses its label map (the model is not called); off by default,
+    every frame is segmented."""
+    import ov_eva.apis
+    from ov_eva.stream import StreamSegmenter
+    frames = list(clip_frames(count=6))
+    calls = []
+    segment = ov_eva.apis.inference_model
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return segment(*args, **kwargs)
+
+    monkeypatch.setattr(ov_eva.apis, 'inference_model', counted)
+    every = StreamSegmenter(tiny_model, scene_threshold=0.95)
+    labels = [every.step(rgb)[0] for rgb in frames]
+    every.close()
+    assert len(calls) == 6 and every.stats.scenes == 2
+    calls.clear()
+    reusing = StreamSegmenter(
+        tiny_model, scene_threshold=0.95, reuse_threshold=0.99)
+    reused = [reusing.step(rgb)[0] for rgb in frames]
+    reusing.close()
+    # one frame per scene segmented: the noisy copies reuse its labels
+    assert len(calls) == 2, reusing.similarities
+    assert (reused[0] == labels[0]).all() and (reused[3] == labels[3]).all()
+    assert all(reused[i] is reused[0] for i in (1, 2))
+    assert all(reused[i] is reused[3] for i in (4, 5))
+
+
+def test_overlay_falls_back_to_a_gif_without_pyav(tmp_path, monkeypatch):
+    import sys
+
+    from ov_eva.stream import OverlayWriter
+    frames = list(clip_frames(count=4, size=(20, 30)))
+    monkeypatch.setitem(sys.modules, 'av', None)  # import av fails
+    writer = OverlayWriter(tmp_path / 'overlay.mp4', fps=5)
+    for rgb in frames:
+        writer.add(rgb)
+    path = writer.close()
+    assert path == tmp_path / 'overlay.gif'
+    assert not (tmp_path / 'overlay.mp4').exists()
+    with Image.open(path) as gif:
+        assert gif.n_frames == 4 and gif.size == (30, 20)
+        assert gif.info['duration'] == 200
