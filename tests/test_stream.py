@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import run_demo
+from conftest import TINY, run_cli, run_demo
 from fake_openai import FakeOpenAIServer
 from PIL import Image
 
@@ -197,3 +197,33 @@ def test_overlay_falls_back_to_a_gif_without_pyav(tmp_path, monkeypatch):
     with Image.open(path) as gif:
         assert gif.n_frames == 4 and gif.size == (30, 20)
         assert gif.info['duration'] == 200
+
+
+def test_prefetched_scenes_serve_the_stream(tmp_path, frame_folder,
+                                            monkeypatch):
+    """tools/build_vocabulary.py --videos asks about the frames that start
+    a scene, as stream mode will: the stream then sends no request."""
+    monkeypatch.setenv('OPENAI_API_KEY', 'sk-test-stream')
+    cache = tmp_path / 'v.sqlite'
+    with FakeOpenAIServer() as server:
+        proc = run_cli('tools/build_vocabulary.py', '--videos', frame_folder,
+                       *CLASSES, *SCENE, '--cfg-options', *TINY,
+                       *openai_options(server.base_url, cache))
+        prefetched = server.count()
+    assert f'{frame_folder}: 2 scene(s)' in proc.stdout, proc.stdout
+    assert 2 <= prefetched <= 8  # two scenes, a short dialogue each
+    out = tmp_path / 'out'
+    with FakeOpenAIServer() as server:
+        proc = run_demo(
+            frame_folder,
+            *CLASSES,
+            *SCENE,
+            '--stream',
+            '--vocabulary',
+            'openai',
+            '--out',
+            out,
+            options=openai_options(server.base_url, cache))
+        assert server.count() == 0
+    assert 'stream: 12 frames, 2 scenes, 0 MLLM requests' in proc.stdout
+    assert records(out)[-1]['vocabulary'] == 'mllm'  # from the cache

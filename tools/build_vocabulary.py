@@ -11,6 +11,12 @@ From a folder of images and a class file::
         --class-file my_classes.txt --vocabulary openai \
         --set model=gpt-4o-mini concurrency=8
 
+Ask about each scene of videos before stream mode does (``tools/demo.py
+--stream`` then finds every scene's answer cached), through the Batch API::
+
+    python tools/build_vocabulary.py --videos drives/ --class-file \
+        cityscapes --config configs/oveva_vitb16_cityscapes.py --batch
+
 Share a vocabulary set, or replay someone else's exactly::
 
     python tools/build_vocabulary.py --cache-file v.sqlite --export v.jsonl
@@ -33,12 +39,14 @@ skipped, and resumes the Batch API jobs a killed run left running.
 import argparse
 from pathlib import Path
 
-from _cli import (UserError, add_cfg_options, add_debug_flag, check_classes,
-                  check_config_file, check_options, load_config, run)
+from _cli import (DEFAULT_CONFIG, UserError, add_cfg_options, add_debug_flag,
+                  check_classes, check_config_file, check_options,
+                  load_config, run)
 from mmengine.config import DictAction  # no torch yet
 
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 SOURCES = 'lexicon, openai, hf, cached, static'
+VIDEO_SUFFIXES = {'.mp4', '.mkv', '.webm', '.mov', '.avi', '.m4v', '.gif'}
 
 
 def parse_args(argv=None):
@@ -49,7 +57,25 @@ def parse_args(argv=None):
     parser.add_argument('--config', help='config whose test set to fetch')
     add_cfg_options(parser, 'override config settings, key=value')
     parser.add_argument('--images', help='folder of images (recursive)')
-    parser.add_argument('--class-file', help='class file (with --images)')
+    parser.add_argument(
+        '--videos',
+        help='a video, a folder of frames, or a folder of videos / frame '
+        'folders: fetch the frames that start a scene, as tools/demo.py '
+        '--stream will (with --class-file or --classes; --config gives '
+        'the model that finds the scenes)')
+    parser.add_argument(
+        '--class-file', help='class file (with --images or --videos)')
+    parser.add_argument(
+        '--classes',
+        nargs='+',
+        metavar='CLASS',
+        help='class names with --videos, as tools/demo.py takes them')
+    parser.add_argument(
+        '--scene-threshold',
+        type=float,
+        default=0.85,
+        help='--videos: the threshold tools/demo.py --stream will use '
+        '(%(default)s)')
     parser.add_argument(
         '--vocabulary',
         default='openai',
@@ -150,6 +176,8 @@ def main(argv=None):
             print(f'exported {cache.export_jsonl(args.export)} entries to '
                   f'{args.export}')
         return
+    if args.videos:
+        return from_videos(args)
     if bool(args.config) == bool(args.images):
         raise UserError('give either --config or --images (see --help)')
     if args.config:  # what needs no torch first
@@ -191,6 +219,83 @@ def main(argv=None):
           f'{source.cache_file}')
     try:
         summary = prefetch(source, images, classes, args.concurrency)
+    except FatalVocabularyError as error:
+        raise UserError(str(error)) from None
+    print(summary.format())
+
+
+def video_inputs(root: Path) -> list:
+    """The streams under --videos: the path itself when it is a video or
+    holds frames, else each video and frame folder in it, in name order."""
+    from ov_eva.stream import FRAME_SUFFIXES
+    if root.is_file():
+        return [root]
+    entries = sorted(root.iterdir())
+    if any(p.suffix.lower() in FRAME_SUFFIXES for p in entries):
+        return [root]
+    return [
+        p for p in entries
+        if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES or p.is_dir()
+        and any(f.suffix.lower() in FRAME_SUFFIXES for f in p.iterdir())
+    ]
+
+
+def from_videos(args):
+    """--videos: the scene-starting frames of each stream, fetched as
+    stream mode would fetch them (same model, classes and threshold)."""
+    root = Path(args.videos).expanduser()
+    if not root.exists():
+        raise UserError(f'--videos {str(root)!r} does not exist')
+    if args.images:
+        raise UserError('give either --videos or --images, not both')
+    if (args.classes is None) == (args.class_file is None):
+        raise UserError('--videos needs --classes or --class-file (the '
+                        'classes tools/demo.py --stream will be given)')
+    classes = check_classes(args.classes, args.class_file,
+                            '--class-file' if args.class_file else '--classes')
+    config = args.config or str(DEFAULT_CONFIG)
+    check_config_file(config, '--config')
+    check_options(args.cfg_options, config)
+    streams = video_inputs(root)
+    if not streams:
+        raise UserError(f'--videos {str(root)!r} holds no video '
+                        f'({", ".join(sorted(VIDEO_SUFFIXES))}) or frames')
+    import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
+    from ov_eva.apis import image_config, init_model
+    from ov_eva.stream import scene_starts
+    from ov_eva.vocabulary import FatalVocabularyError
+    from ov_eva.vocabulary.prefetch import prefetch
+    from ov_eva.registry import vocabulary_config
+    cfg = image_config(config, classes, args.vocabulary, args.cfg_options)
+    vocabulary = vocabulary_config(cfg.model.get('vocabulary'))
+    if vocabulary is None:
+        raise UserError(f'--vocabulary {args.vocabulary}: --videos fetches '
+                        f'from a vocabulary source; use one of {SOURCES}')
+    vocabulary.update(args.set)
+    if args.cache_file:
+        vocabulary['cache_file'] = args.cache_file
+    if args.batch:
+        vocabulary['batch'] = True
+    cfg.model.vocabulary = vocabulary
+    model = init_model(cfg, 'cpu')
+    frames = []
+    for stream in streams:
+        try:
+            starts = [rgb for _, rgb in scene_starts(
+                model, stream, args.scene_threshold)]
+        except (ValueError, ImportError) as error:
+            raise UserError(str(error)) from None
+        print(f'{stream}: {len(starts)} scene(s)')
+        frames += starts
+    source = model.vocabulary
+    if args.batch and not hasattr(source, 'prefetch_batch'):
+        raise UserError(f'--batch: {type(source).__name__} has no Batch API '
+                        '(use the openai source / OpenAIVocabulary)')
+    classes = model.class_bank.fetch_classes
+    if args.dry_run:
+        return dry_run(source, frames, classes)
+    try:
+        summary = prefetch(source, frames, classes, args.concurrency)
     except FatalVocabularyError as error:
         raise UserError(str(error)) from None
     print(summary.format())

@@ -122,6 +122,52 @@ class StreamStats:
         return 1000 * float(np.median(self.frame_seconds or [0]))
 
 
+class SceneTracker:
+    """Where scenes start: a frame whose global CLIP embedding (the whole
+    frame at the CLIP's input size, one pass of the backend's CLIP) has a
+    cosine below ``threshold`` to the first frame of the current scene
+    starts a new one. Stream mode and the vocabulary prefetch of a video
+    share it, so that both ask about the same frames."""
+
+    def __init__(self, model, threshold: float = 0.85):
+        from .vocabulary.lexicon import LexiconVocabulary
+        self.threshold = threshold
+        self.embedder = LexiconVocabulary(window_grid=0, cache_file=False)
+        self.embedder.bind(model.clip)
+        self.anchor = self.previous = None
+        self.similarities: List[Optional[float]] = []  # to the anchor
+
+    def embed(self, rgb: np.ndarray):
+        return self.embedder.image_embeddings(rgb)[0]
+
+    def update(self, rgb: np.ndarray) -> Tuple[bool, Optional[float]]:
+        """(does this frame start a scene, its cosine to the frame
+        before)."""
+        embedding = self.embed(rgb)
+        to_anchor = None if self.anchor is None else float(
+            embedding @ self.anchor)
+        to_previous = None if self.previous is None else float(
+            embedding @ self.previous)
+        self.similarities.append(to_anchor)
+        self.previous = embedding
+        new_scene = to_anchor is None or to_anchor < self.threshold
+        if new_scene:
+            self.anchor = embedding
+        return new_scene, to_previous
+
+
+def scene_starts(model,
+                 path,
+                 threshold: float = 0.85) -> Iterator[Tuple[str, np.ndarray]]:
+    """(name, RGB) of each frame of ``path`` that starts a scene: the frames
+    stream mode asks its vocabulary source about (their answers are cached
+    by the frame's pixels, so a prefetch of these serves the stream)."""
+    tracker = SceneTracker(model, threshold)
+    for name, rgb in read_frames(path):
+        if tracker.update(rgb)[0]:
+            yield name, rgb
+
+
 class StreamSegmenter:
     """Segments frames in order with a vocabulary per scene.
 
@@ -143,18 +189,19 @@ class StreamSegmenter:
         self.reuse_threshold = reuse_threshold
         self.source = model.vocabulary if model.uses_vocabulary else None
         self.lexicon = self._lexicon() if self.source is not None else None
-        from .vocabulary.lexicon import LexiconVocabulary
-        self.embedder = LexiconVocabulary(window_grid=0, cache_file=False)
-        self.embedder.bind(model.clip)  # the whole image, one CLIP pass
+        self.scenes = SceneTracker(model, scene_threshold)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix='ov-eva-mllm')
         self.pending: Optional[Future] = None
         self.terms: Optional[list] = None
         self.origin = 'none'  # where the current terms came from
-        self.anchor = self.previous = None
         self.label = None
         self.stats = StreamStats()
         self._said_failure = False
-        self.similarities: List[Optional[float]] = []  # to the scene anchor
+
+    @property
+    def similarities(self) -> List[Optional[float]]:
+        """Per frame its cosine to its scene's first frame."""
+        return self.scenes.similarities
 
     def _lexicon(self):
         from .vocabulary.lexicon import LexiconVocabulary
@@ -163,11 +210,6 @@ class StreamSegmenter:
         lexicon = LexiconVocabulary(cache_file=False)
         lexicon.bind(self.model.clip)
         return lexicon
-
-    def embed(self, rgb: np.ndarray):
-        """Global CLIP embedding of the frame (the lexicon's whole-image
-        view, computed by the backend's CLIP)."""
-        return self.embedder.image_embeddings(rgb)[0]
 
     def _fetch(self, source, rgb):
         """The terms of ``source`` for this frame; None (said once) when the
@@ -212,15 +254,8 @@ class StreamSegmenter:
         """(label map, source of the frame's terms) for the next frame."""
         from .apis import inference_model
         start = time.perf_counter()
-        embedding = self.embed(rgb)
-        self.similarities.append(None if self.anchor is
-                                 None else float(embedding @ self.anchor))
-        similar = (None if self.previous is None else float(
-            embedding @ self.previous))
-        self.previous = embedding
-        if self.anchor is None or float(
-                embedding @ self.anchor) < self.scene_threshold:
-            self.anchor = embedding
+        new_scene, similar = self.scenes.update(rgb)
+        if new_scene:
             self._new_scene(rgb)
         self._take_answer()
         used = self.origin
