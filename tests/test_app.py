@@ -296,3 +296,61 @@ def test_typed_classes_split_at_commas_synonyms_in_parentheses_or_bars():
     assert app.parse_class_text('wall | brick wall, sky') == \
         [['wall', 'brick wall'], ['sky']]
     assert app.parse_class_text(' \n ') is None
+
+
+def test_video_through_the_page(app, tmp_path):
+    """A video uploaded to the page (the webcam is its other source) comes
+    back as an overlay video the browser plays, with the stream summary;
+    a file that is no video is a message, and the page goes on."""
+    from playwright.sync_api import sync_playwright
+
+    from ov_eva.stream import OverlayWriter
+    video = tmp_path / 'clip.webm'
+    writer = OverlayWriter(video, fps=8)
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[:24], frame[24:] = (70, 130, 220), (40, 150, 50)
+        writer.add((frame + rng.integers(0, 8, frame.shape)).astype(np.uint8))
+    assert writer.close() == video
+    not_video = tmp_path / 'notes.webm'
+    not_video.write_bytes(b'no video here' * 50)
+    done = """() => /Done|Error/.test(
+        document.querySelector('#video-status').innerText)"""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(), headless=True)
+        try:
+            page = browser.new_page(viewport=dict(width=1280, height=1800))
+            page.goto(app)
+            page.wait_for_selector('#run-video')
+            assert page.query_selector(
+                '#video button[aria-label="Capture from camera"]') is not None
+            page.fill('#classes textarea', 'sky, grass, wall')
+            page.set_input_files('#video input[type=file]', str(not_video))
+            page.click('#run-video')
+            page.wait_for_function(done, timeout=TIMEOUT_MS)
+            status = page.inner_text('#video-status')
+            assert 'Error' in status and 'not a video' in status, status
+            page.click('#video button[aria-label=Clear]')
+            page.set_input_files('#video input[type=file]', str(video))
+            page.wait_for_selector('#video video')
+            page.click('#run-video')
+            page.wait_for_function(
+                """() => /Done/.test(
+                document.querySelector('#video-status').innerText)""",
+                timeout=TIMEOUT_MS)
+            status = page.inner_text('#video-status')
+            assert 'stream: 8 frames' in status and 'ms/frame' in status
+            # the browser decodes the overlay video: it has its size
+            page.wait_for_function(
+                """() => { const v = document.querySelector(
+                    '#video-overlay video');
+                  return v && v.readyState >= 1 && v.videoWidth > 0; }""",
+                timeout=TIMEOUT_MS)
+            size = page.eval_on_selector('#video-overlay video',
+                                         'v => [v.videoWidth, v.videoHeight]')
+            assert size == [64, 48]
+            page.screenshot(path=str(tmp_path / 'video.png'), full_page=True)
+        finally:
+            browser.close()

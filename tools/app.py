@@ -10,7 +10,10 @@ source (the offline lexicon, an OpenAI-compatible server by URL and model,
 the key from ``$OPENAI_API_KEY``, or none) and the base, and press Segment.
 The page shows the overlay with its legend, each class's area, the vocabulary
 terms with the class each was mapped to and its refinement weight, and a
-pixel's top classes when the overlay is clicked.
+pixel's top classes when the overlay is clicked. Under the photo part, a
+video (uploaded or recorded with the webcam) is segmented in stream mode
+(``ov_eva.stream``: a vocabulary per scene, asked in the background) into
+an overlay video.
 
 One model is loaded at start (``configs/oveva_vitb16_ade.py`` unless
 ``--config``; ``--cfg-options`` applied last) and requests queue for it, one
@@ -44,6 +47,7 @@ BASES = {
 RUNTIME_CLIP_KEYS = {'variant'}  # switched on the loaded model
 MAX_STATE_PIXELS = 2**20  # the click lookup keeps at most this many pixels
 TOP_K = 3
+MAX_VIDEO_FRAMES = 300  # a page request segments at most this many frames
 
 
 def parse_args(argv=None):
@@ -270,6 +274,36 @@ class Segmenter:
                 classes=top_classes),
             notes=notes)
 
+    def segment_video(self, path: str, classes, source, progress) -> dict:
+        """Segment the frames of one video in stream mode (a vocabulary per
+        scene, the frames never waiting for it); what the page shows."""
+        from ov_eva.stream import check_stream_input, segment_stream
+        from ov_eva.visualization import class_palette
+        if classes is None:
+            raise UserError('a video needs classes: type them (stream mode '
+                            'does not find classes per frame)')
+        try:
+            check_stream_input(path)
+        except (ValueError, ImportError) as error:
+            raise UserError(f'the upload is not a video we can read '
+                            f'({error}); upload an mp4, webm or mkv video')
+        out = tempfile.mkdtemp(prefix='ov-eva-video-')
+        lines = []
+        stats = segment_stream(
+            self.model,
+            path,
+            out,
+            class_palette(len(classes)),
+            say=lines.append,
+            classes=classes,
+            source=source,
+            progress=lambda n: progress((n, None), desc='frames'),
+            max_frames=MAX_VIDEO_FRAMES,
+            video_name='overlay.webm')  # VP9: every browser plays it
+        notes = [line for line in lines if line.startswith('note:')]
+        return dict(video=str(stats.video), summary=lines[-1], notes=notes,
+                    frames=stats.frames)
+
 
 def pixel_text(state, x: int, y: int) -> str:
     """A pixel's top classes, from the click lookup of the last result."""
@@ -413,7 +447,61 @@ def build_page(segmenter: Segmenter):
             outputs=[overlay, areas, terms, status, state],
             api_name='segment')
         overlay.select(select, inputs=[state], outputs=[pixel])
+        video_section(segmenter, classes, source, server_url, server_model,
+                      base)
     return page
+
+
+def video_section(segmenter, classes, source, server_url, server_model,
+                  base):
+    """A video (upload or webcam) through stream mode, with the classes,
+    source and base chosen above; inside the page's Blocks."""
+    import gradio as gr
+
+    def segment_video(video, class_text, source_kind, url, model_name,
+                      base_name, progress=gr.Progress()):
+        try:
+            if not video:
+                raise UserError('upload or record a video first')
+            classes = parse_class_text(class_text)
+            with segmenter.lock:
+                segmenter.use_base(base_name)
+                vocabulary = segmenter.source(source_kind, url, model_name)
+                result = segmenter.segment_video(video, classes, vocabulary,
+                                                 progress)
+        except UserError as error:
+            return None, f'**Error:** {error}'
+        except Exception as error:  # noqa: B902 (the page keeps working)
+            return None, f'**Error:** {type(error).__name__}: {error}'
+        capped = (f' (the first {MAX_VIDEO_FRAMES} frames)'
+                  if result['frames'] >= MAX_VIDEO_FRAMES else '')
+        status = ' '.join([
+            f'**Done:** {result["summary"].split(";")[0]}{capped}.',
+            *result['notes']
+        ])
+        return result['video'], status
+
+    gr.Markdown('## Video\nA video file or a webcam recording, with the '
+                'classes, vocabulary source and base above: a vocabulary '
+                'per scene, asked in the background while the frames go on '
+                '(stream mode).')
+    with gr.Row():
+        with gr.Column():
+            video = gr.Video(
+                label='Video',
+                sources=['upload', 'webcam'],
+                elem_id='video')
+            video_button = gr.Button('Segment video', elem_id='run-video')
+        with gr.Column():
+            video_status = gr.Markdown(elem_id='video-status')
+            video_overlay = gr.Video(
+                label='Overlay video', interactive=False,
+                elem_id='video-overlay')
+    video_button.click(
+        segment_video,
+        inputs=[video, classes, source, server_url, server_model, base],
+        outputs=[video_overlay, video_status],
+        api_name='segment_video')
 
 
 def main(argv=None):

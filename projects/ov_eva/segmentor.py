@@ -190,7 +190,7 @@ class OVEVASegmentor(BaseSegmentor):
                     and 'region_masks' not in sample:
                 mask = self.clip.region_masks([sample.metainfo])[0]
                 sample.set_field(PixelData(data=mask[None]), 'region_masks')
-            if auto and image is None:
+            if auto and image is None and 'ov_eva_classes' not in sample:
                 raise ValueError(
                     "model.classes='auto' reads each image's vocabulary by "
                     'file: give image paths (img_path), not bare arrays')

@@ -61,8 +61,9 @@ def read_frames(
 
 
 class OverlayWriter:
-    """Overlay frames into an mp4 (H.264 via PyAV) or, without PyAV or for
-    a ``.gif`` path, an animated GIF."""
+    """Overlay frames into an mp4 (H.264 via PyAV), a webm (VP9, which
+    every browser plays) or, without PyAV or for a ``.gif`` path, an
+    animated GIF."""
 
     def __init__(self, path, fps: float = 10.0):
         self.path, self.fps = Path(path), fps
@@ -92,7 +93,8 @@ class OverlayWriter:
             return self.path
         height, width = (s - s % 2 for s in self.frames[0].shape[:2])
         with av.open(str(self.path), 'w') as container:
-            stream = container.add_stream('libx264', rate=round(self.fps))
+            codec = 'libvpx-vp9' if self.path.suffix == '.webm' else 'libx264'
+            stream = container.add_stream(codec, rate=round(self.fps))
             stream.width, stream.height = width, height
             stream.pix_fmt = 'yuv420p'
             for rgb in self.frames:
@@ -178,16 +180,25 @@ class StreamSegmenter:
         reuse_threshold: temporal-stability knob, off (None) by default: a
             frame this similar (cosine) to the previous one reuses its
             label map instead of being segmented again.
+        classes: lists of synonyms for this stream (default: the model's),
+            passed with each frame as ``inference_model`` takes them.
+        source: the vocabulary source (default: the model's; None: the
+            base alone).
     """
 
     def __init__(self,
                  model,
                  scene_threshold: float = 0.85,
-                 reuse_threshold: Optional[float] = None):
+                 reuse_threshold: Optional[float] = None,
+                 classes: Optional[list] = None,
+                 source='model'):
         self.model = model
         self.scene_threshold = scene_threshold
         self.reuse_threshold = reuse_threshold
-        self.source = model.vocabulary if model.uses_vocabulary else None
+        self.classes = classes
+        if source == 'model':
+            source = model.vocabulary if model.uses_vocabulary else None
+        self.source = source
         self.lexicon = self._lexicon() if self.source is not None else None
         self.scenes = SceneTracker(model, scene_threshold)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix='ov-eva-mllm')
@@ -215,7 +226,8 @@ class StreamSegmenter:
         """The terms of ``source`` for this frame; None (said once) when the
         source failed, so that the frames keep the vocabulary they have."""
         try:
-            result = source.fetch(rgb, self.model.class_bank.fetch_classes)
+            result = source.fetch(
+                rgb, self.classes or self.model.class_bank.fetch_classes)
         except Exception as error:  # a dead server: FatalVocabularyError
             result = None
             message = f'{type(error).__name__}: {error}'
@@ -263,7 +275,10 @@ class StreamSegmenter:
                 and similar is not None and similar >= self.reuse_threshold:
             label = self.label
         else:
-            sample = inference_model(self.model, rgb, terms=self.terms)
+            # no terms yet: the class names alone, never the model's own
+            # source (it would hold the frame back)
+            sample = inference_model(
+                self.model, rgb, terms=self.terms or [], classes=self.classes)
             label = sample.pred_sem_seg.data[0].cpu().numpy()
         self.label = label
         self.stats.frames += 1
@@ -307,19 +322,27 @@ def segment_stream(model,
                    scene_threshold: float = 0.85,
                    reuse_threshold: Optional[float] = None,
                    fps: float = 10.0,
-                   say=print) -> StreamStats:
+                   say=print,
+                   classes: Optional[list] = None,
+                   source='model',
+                   progress=None,
+                   max_frames: Optional[int] = None,
+                   video_name: str = 'overlay.mp4') -> StreamStats:
     """Segment every frame of ``path``, writing per frame
     ``<name>_overlay.png``, ``<name>_label.png`` and ``<name>.json`` in
-    ``out``, and ``overlay.mp4`` (or ``.gif`` without PyAV)."""
+    ``out``, and ``overlay.mp4`` (or ``.gif`` without PyAV). ``classes``
+    and ``source`` as ``StreamSegmenter`` takes them; ``progress(frames)``
+    is called after each frame; ``max_frames`` stops early."""
     import json
 
     from PIL import Image
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    segmenter = StreamSegmenter(model, scene_threshold, reuse_threshold)
-    video = OverlayWriter(out / 'overlay.mp4', fps)
+    segmenter = StreamSegmenter(model, scene_threshold, reuse_threshold,
+                                classes, source)
+    video = OverlayWriter(out / video_name, fps)
     try:
-        for name, rgb in read_frames(path):
+        for name, rgb in read_frames(path, max_frames):
             label, used = segmenter.step(rgb)
             overlay = blend(rgb, label, palette, opacity)
             video.add(overlay)
@@ -336,6 +359,8 @@ def segment_stream(model,
             for note in segmenter.stats.notes:
                 say(f'note: {note}')
             segmenter.stats.notes.clear()
+            if progress is not None:
+                progress(segmenter.stats.frames)
     finally:
         segmenter.close(wait=False)
     segmenter.stats.video = video.close()
