@@ -130,3 +130,21 @@ def test_benchmark_bf16_autocast_on_cpu():
     assert 'image towers run in: naclip_vitb16_voc20 bfloat16' in out.stdout
     assert out.stdout.strip().splitlines()[-1].startswith(
         'ratio naclip_vitb16_voc20/naclip_vitb16_voc20: ')
+
+
+def test_stream_benchmark_counts_requests_and_compares_with_the_base():
+    """tools/benchmark_stream.py: requests counted at the loopback server
+    per run, OV-EVA's ms/frame beside the base's, in turn."""
+    out = run_cli('tools/benchmark_stream.py', '--frames', '6', '--latency',
+                  '0.2', '--rounds', '1', '--cfg-options',
+                  'model.clip.name=ov-eva-tiny', 'model.clip.pretrained=None',
+                  NO_PAMR)
+    round_ = re.search(
+        r'^round 1: 6 frames, 2 scenes, (\d+) MLLM requests; OV-EVA '
+        r'(\d+) ms/frame, base (\d+) ms/frame', out.stdout, re.M)
+    assert round_, out.stdout
+    # two scenes, one short dialogue each: asked, and never per frame
+    assert 2 <= int(round_[1]) <= 8
+    assert int(round_[2]) > 0 and int(round_[3]) > 0
+    assert re.search(r'ratio [\d.]+ \(target <= 1.3\)', out.stdout)
+    assert 'frames by vocabulary (last round): lexicon' in out.stdout
