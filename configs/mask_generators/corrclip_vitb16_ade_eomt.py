@@ -1,0 +1,10 @@
+# CorrCLIP on ADE20K-150, CLIP ViT-B/16, on the official protocol, with the
+# region masks of EoMT (COCO-panoptic EoMT-L at 640 pixels) generated in one
+# pass per image and cached, in place of the pre-generated SAM2 masks:
+# CorrCLIPv1's mask_generator='eomt' (zdk258/CorrCLIP@103bc18, CorrCLIPv1
+# README, table "Mask Generator": EoMT, ViT-B, ADE 26.7 mIoU). Weights:
+# tue-mps/coco_panoptic_eomt_large_640 from the Hugging Face cache (or
+# model.clip.masks.pretrained=FOLDER). Any CorrCLIP config takes the same
+# masks with --cfg-options model.clip.masks=eomt.
+_base_ = ['../baselines/corrclip_vitb16_ade.py']
+model = dict(clip=dict(masks=dict(_delete_=True, type='eomt')))
