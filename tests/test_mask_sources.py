@@ -197,14 +197,15 @@ def test_corrclip_with_eomt_masks_through_tools_test(tmp_path):
     tools/test.py, its EoMT a tiny random one in the hub cache under the
     official name: the masks are generated and cached, and every EoMT
     segment but the smallest label comes out in one class (the map
-    correction). Without the weights the run ends in one error line."""
+    correction). Without the weights the run stops before it starts, with
+    one error line."""
     from PIL import Image
     data = shared_data('ADEChallengeData2016')
     cache = tmp_path / 'cache'
     options = [
         *TINY_CORR, 'model.clip.masks.score_thresh=0.0',
         f'test_dataloader.dataset.data_root={data}',
-        'test_dataloader.dataset.indices=1'
+        'test_dataloader.dataset.indices=1', 'model.templates=single'
     ]
     hub = hub_cache_with(tmp_path, EOMT_HUB_ID)
     run_cli(
@@ -238,7 +239,7 @@ def test_corrclip_with_eomt_masks_through_tools_test(tmp_path):
         'model.clip.masks.cache_dir=False',  # not the masks cached above
         env=dict(HF_HUB_CACHE=str(tmp_path / 'empty')),
         check=False)
-    assert failed.returncode != 0
-    last = failed.stderr.strip().splitlines()[-1]
-    assert last.startswith('error: ') and EOMT_HUB_ID in last, last
-    assert 'Traceback' not in failed.stderr
+    # found missing with CLIP's and DINO's weights, before the Runner
+    assert failed.returncode != 0 and not failed.stdout.strip()
+    (line, ) = failed.stderr.strip().splitlines()
+    assert line.startswith('error: ') and EOMT_HUB_ID in line, line

@@ -144,8 +144,7 @@ class EoMTMasks(GeneratedMasks):
                 f'mask model {self.name!r} has random weights',
                 logger='current')
         else:
-            model = EomtForUniversalSegmentation.from_pretrained(
-                self._local(self.pretrained))
+            model = EomtForUniversalSegmentation.from_pretrained(self.locate())
         # the official masked_attn_enabled=False: no intermediate masks
         model.attn_mask_probs.zero_()
         self._model = model.eval()

@@ -189,7 +189,15 @@ class GeneratedMasks:
             from .text_bank import default_cache_dir
             cache_dir = default_cache_dir()
         self.cache_dir = Path(cache_dir) / 'masks' if cache_dir else None
-        self._model = self._processor = None
+        self._model = self._processor = self._source = None
+
+    def locate(self) -> Optional[str]:
+        """Where the weights are (found once; None: random weights). Asked
+        before the run as well, so that missing weights stop it at once."""
+        if self._source is None and self.pretrained is not None \
+                and not self.name.startswith('ov-eva-tiny'):
+            self._source = self._local(self.pretrained)
+        return self._source
 
     @staticmethod
     def _local(pretrained: str) -> str:
@@ -334,7 +342,7 @@ class SAMMasks(GeneratedMasks):
                 f'mask model {self.name!r} has random weights',
                 logger='current')
         else:
-            source = self._local(self.pretrained)
+            source = self.locate()
             model = AutoModel.from_pretrained(source)
             from transformers import AutoImageProcessor
             processor = AutoImageProcessor.from_pretrained(source)
