@@ -133,6 +133,10 @@ def test_eomt_masks_from_a_saved_folder(tmp_path):
 
     (cached, ) = (tmp_path / 'masks').glob('*.npz')
     np.testing.assert_array_equal(np.load(cached)['instance_mask'], label)
+    # the official thresholds keep no query of a random EoMT: unsegmented
+    strict = build_mask_source(dict(type='eomt', name=str(folder)))
+    strict._model = model
+    assert (strict.generate(str(image_path)) == -1).all()
     copy = tmp_path / 'copy.jpg'  # same bytes: same key
     copy.write_bytes(image_path.read_bytes())
     assert source.key(str(copy)) == source.key(str(image_path))
