@@ -196,6 +196,32 @@ def test_official_archive_layout(tmp_path):
                                folder='ade')).get(meta)
 
 
+def test_eomt_config_is_its_row_with_eomt_masks(monkeypatch):
+    """The EoMT config is CorrCLIP's ADE baseline with the masks changed,
+    and tools/compare.py prints the README's EoMT number beside it (none
+    once the masks are changed back)."""
+    import importlib.util
+
+    from mmengine.config import Config
+    base = Config.fromfile(
+        str(REPO / 'configs/baselines/corrclip_vitb16_ade.py'))
+    cfg = Config.fromfile(str(EOMT_CONFIG))
+    assert cfg.model.clip.masks == dict(type='eomt')
+    assert cfg.model.clip.copy() == dict(
+        base.model.clip, masks=dict(type='eomt'))
+    assert {k: v for k, v in cfg.model.items() if k != 'clip'} == \
+        {k: v for k, v in base.model.items() if k != 'clip'}
+    monkeypatch.syspath_prepend(str(REPO / 'tools'))  # as python tools/...
+    spec = importlib.util.spec_from_file_location('compare_tool',
+                                                  REPO / 'tools/compare.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    got = tool.published_reference(cfg)
+    assert got['published'] == 26.7 and 'EoMT' in got['published_source']
+    cfg.merge_from_dict({'model.clip.masks': base.model.clip.masks})
+    assert tool.published_reference(cfg)['published'] is None
+
+
 def test_corrclip_with_eomt_masks_through_tools_test(tmp_path):
     """configs/mask_generators/corrclip_vitb16_ade_eomt.py through
     tools/test.py, its EoMT a tiny random one in the hub cache under the
