@@ -167,15 +167,19 @@ def write_masks(folder, data, image_dir, label_dir):
 
 def test_corrclip_runs_through_the_runner_with_map_correction(tmp_path):
     """configs/baselines/corrclip_vitb16_ade.py through tools/test.py with a
-    tiny CLIP and DINO and a `files` mask folder: every region but the
+    tiny CLIP and DINO and a `files` mask folder in the official archives'
+    layout (<root>/ade/<stem>.npz, `folder`): every region but the
     unsegmented one comes out in one class (the map correction)."""
     from PIL import Image
     data = shared_data('ADEChallengeData2016')
-    masks = tmp_path / 'masks'
+    archive = tmp_path / 'instance_mask'  # CorrCLIPv2's instance_mask.zip
+    masks = archive / 'ade'
+    archive.mkdir()
     write_masks(masks, data, 'images/validation', 'annotations/validation')
     run_cli('tools/test.py', REPO / 'configs/baselines/corrclip_vitb16_ade.py',
             '--work-dir', tmp_path / 'work', '--out', tmp_path / 'pred',
-            '--cfg-options', *TINY_CORR, f'model.clip.masks.root={masks}',
+            '--cfg-options', *TINY_CORR, f'model.clip.masks.root={archive}',
+            'model.clip.masks.folder=ade',
             f'test_dataloader.dataset.data_root={data}',
             'test_dataloader.dataset.indices=1')
     (png, ) = sorted((tmp_path / 'pred').rglob('*.png'))

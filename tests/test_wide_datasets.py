@@ -1,8 +1,8 @@
 """ADE20K-847 and PASCAL Context-459: the official class files, uint16
 labels (values above 255, 65535 ignored) through the base dataset configs."""
 import copy
-import re
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -105,22 +105,42 @@ def test_wide_labels_through_the_base_config(tmp_path, name):
     assert area_union[5] == 0
 
 
-def test_ade847_through_tools_test(tmp_path):
-    """tools/test.py on a synthetic ADE-847 folder with the tiny CLIP: the
-    uint16 labels reach the metric (847 classes, 65535 ignored)."""
+# the synthetic sample of each in its prepared layout: image, label, split
+LAYOUTS = {
+    'ade847': ('images_detectron2/validation/ADE_val_1.jpg',
+               'annotations_detectron2/validation/ADE_val_1.tif', None),
+    'context459': ('JPEGImages/2008_000001.jpg',
+                   'annotations_detectron2/pc459_val/2008_000001.tif',
+                   'ImageSets/SegmentationContext/val.txt'),
+}
+
+
+@pytest.mark.parametrize('name,tta', [('ade847', False), ('context459', True)])
+def test_wide_dataset_through_tools_test(tmp_path, name, tta):
+    """tools/test.py on a synthetic ADE-847 / Context-459 folder with the
+    tiny CLIP (Context-459 under --tta, its dataset base's tta_pipeline):
+    the uint16 labels reach the metric (all classes, 65535 ignored)."""
     from conftest import NO_PAMR, TINY, run_cli
-    label = wide_label(847)
-    write_sample(tmp_path, 'images_detectron2/validation/ADE_val_1.jpg',
-                 'annotations_detectron2/validation/ADE_val_1.tif', label)
+    dataset_type, count, _, _ = OFFICIAL[name]
+    image, label_file, split = LAYOUTS[name]
+    write_sample(tmp_path, image, label_file, wide_label(count))
+    if split:
+        (tmp_path / split).parent.mkdir(parents=True)
+        (tmp_path / split).write_text(Path(image).stem + '\n')
     out = run_cli(
-        'tools/test.py', 'configs/baselines/naclip_vitb16_ade847.py',
-        '--work-dir', tmp_path / 'work', '--cfg-options', *TINY, NO_PAMR,
+        'tools/test.py', f'configs/baselines/naclip_vitb16_{name}.py',
+        '--work-dir', tmp_path / 'work', *(['--tta'] if tta else []),
+        '--cfg-options', *TINY, NO_PAMR,
         f'test_dataloader.dataset.data_root={tmp_path}',
         'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False',
-        "model.templates=['a photo of a {}.']")  # 847 prompts, not 80x
+        "model.templates=['a photo of a {}.']")  # not 80 prompts a class
     text = out.stdout + out.stderr
     assert 'mIoU' in text
-    # class 847 scored (its pixels exist), an unseen class is nan
-    assert re.search(r'\|\s+adding machine\s+\|\s+[0-9.]+\s+\|', text)
-    assert re.search(r'\|\s+dollhouse\s+\|\s+nan\s+\|', text)
+    # the last class scored (its pixels exist), an unseen class is nan
+    classes = DATASETS.get(dataset_type).METAINFO['classes']
+    assert len(classes) == count
+    assert re.search(rf'\|\s+{re.escape(classes[-1])}\s+\|\s+[0-9.]+\s+\|',
+                     text)
+    assert re.search(rf'\|\s+{re.escape(classes[100])}\s+\|\s+nan\s+\|',
+                     text)

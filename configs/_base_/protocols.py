@@ -186,7 +186,9 @@ __datasets = dict(
     # classes (ADE-150 / Context-59 rows above: short side, window, no
     # threshold), as CorrCLIPv2's cfg_ade847.py / cfg_context459.py do
     # (448 / 336, no prob_thd); the class files are CorrCLIPv2's, the only
-    # official ones (`shared`: one file for every method).
+    # official ones (`shared`: one file for every method). CorrCLIP's masks
+    # for Context-459 are Context-59's (the same images; CorrCLIPv2's
+    # cfg_context459.py reads instance_mask/context).
     ade847=dict(
         file='cfg_ade847.py',
         classes='ade847',
@@ -204,7 +206,7 @@ __datasets = dict(
         naclip=dict(short_side=336),
         clearclip=dict(short_side=448),
         proxyclip=dict(short_side=336),
-        corrclip=dict(short_side=336, masks='context459')))
+        corrclip=dict(short_side=336, masks='context')))
 __corrclipv2_configs = ('https://github.com/zdk258/CorrCLIP/blob/103bc18/'
                         'CorrCLIPv2/configs')
 

@@ -192,10 +192,19 @@ def _label_loader(dataset):
     as the evaluation reads them: reduce_zero_label, label_map), or a new
     one."""
     from mmseg.datasets.transforms import LoadAnnotations
-    for transform in getattr(dataset.pipeline, 'transforms', []):
+    for transform in _transforms(dataset.pipeline):
         if isinstance(transform, LoadAnnotations):
             return transform
     return LoadAnnotations()
+
+
+def _transforms(pipeline):
+    """The transforms of a pipeline, those inside ``TestTimeAug``'s
+    branches (``--tta``) included, in order."""
+    for transform in getattr(pipeline, 'transforms', []):
+        yield transform
+        for branch in getattr(transform, 'subroutines', []):
+            yield from _transforms(branch)
 
 
 def _label_histogram(loader, info: dict) -> np.ndarray:

@@ -3,9 +3,11 @@
 A source gives each image an (H, W) integer label map at the image's
 original size; by the official convention the smallest label is the
 unsegmented area. ``files`` reads pre-generated masks as the official code
-does (``<root>/<image stem>.npz``, array ``instance_mask``); ``sam2`` /
-``sam`` generate them with SAM2 / SAM through ``transformers``, cached on
-disk per model, parameters and image content.
+does (``<root>/[<folder>/]<image stem>.npz``, array ``instance_mask``: the
+official ``region_masks.zip`` of CorrCLIP and ``instance_mask.zip`` of
+CorrCLIPv2, whose masks are EntitySeg's); ``sam2`` / ``sam`` generate them
+with SAM2 / SAM through ``transformers``, and ``eomt`` (``eomt.py``) with
+EoMT in one pass, cached on disk per model, parameters and image content.
 """
 import hashlib
 import json
@@ -31,27 +33,43 @@ TINY_SAM = 'ov-eva-tiny-sam'
 class FileMasks:
     """Pre-generated masks: ``<root>/<image stem>.npz`` holding an integer
     array ``key`` (the official ``instance_mask``) of the image's original
-    height and width."""
+    height and width.
 
-    def __init__(self, root: str, key: str = 'instance_mask'):
+    Args:
+        root: the folder of the ``.npz`` files, or, with ``folder``, the
+            folder the official archive was extracted to, holding one
+            folder per dataset: ``data/region_masks`` (CorrCLIP's
+            ``region_masks.zip``, SAM2 masks: ``voc``, ``context``,
+            ``coco``, ``ade``, ``city``) or ``data/instance_mask``
+            (CorrCLIPv2's ``instance_mask.zip``, EntitySeg masks: the same
+            and ``ade847``).
+        key: the array's name in each file.
+        folder: the dataset's folder inside ``root`` (None: the files are
+            in ``root`` itself).
+    """
+
+    def __init__(self,
+                 root: str,
+                 key: str = 'instance_mask',
+                 folder: Optional[str] = None):
         # checked when the first image needs it: building the model (e.g.
         # to export a checkpoint or fill the vocabulary cache) needs none
-        self.root, self.key = Path(root).expanduser(), key
+        self.root, self.key, self.folder = Path(root).expanduser(), key, folder
+
+    @property
+    def directory(self) -> Path:
+        return self.root / self.folder if self.folder else self.root
 
     def path(self, img_path: str) -> Path:
-        return self.root / f'{Path(img_path).stem}.npz'
+        return self.directory / f'{Path(img_path).stem}.npz'
 
     def get(self, meta: dict, device=None) -> Tensor:
         img_path = meta.get('img_path')
         if img_path is None:
             raise ValueError('region masks from files need the image path '
                              '(img_path in the sample metainfo)')
-        if not self.root.is_dir():
-            raise FileNotFoundError(
-                f'model.clip.masks.root={str(self.root)!r} is not a folder; '
-                'give the folder of the pre-generated <image stem>.npz masks '
-                "(--cfg-options model.clip.masks.root=FOLDER), or SAM2's: "
-                'model.clip.masks.type=sam2')
+        if not self.directory.is_dir():
+            raise FileNotFoundError(self._missing_folder())
         path = self.path(img_path)
         try:
             with np.load(path) as data:
@@ -59,10 +77,42 @@ class FileMasks:
         except (OSError, KeyError, ValueError) as error:
             raise FileNotFoundError(
                 f'cannot read region mask {str(path)!r} for image '
-                f'{img_path!r} ({error}); write it as np.savez(path, '
-                f'{self.key}=labels) with an (H, W) integer label map of '
-                'the image, or generate masks with SAM2') from error
+                f'{img_path!r} ({error}); {self._fix()}') from error
         return check_mask(mask, meta, str(path))
+
+    def _datasets(self, folder: Path) -> list:
+        """The folders of ``folder`` holding masks (an archive's layout)."""
+        return sorted(p.name for p in folder.iterdir()
+                      if p.is_dir() and next(p.glob('*.npz'), None))
+
+    def _fix(self) -> str:
+        datasets = [] if self.folder else self._datasets(self.root)
+        if datasets:  # the archive's top folder given as the root
+            return (f'model.clip.masks.root holds one folder per dataset '
+                    f'{datasets}, as the official archives: name this '
+                    "dataset's, e.g. model.clip.masks.folder="
+                    f'{datasets[0]}')
+        return (f'write it as np.savez(path, {self.key}=labels) with an '
+                '(H, W) integer label map of the image, or generate masks: '
+                'model.clip.masks=sam2 or eomt')
+
+    def _missing_folder(self) -> str:
+        """Why the masks' folder is not there, and the fix."""
+        if not self.folder or not self.root.is_dir():
+            return (f'model.clip.masks.root={str(self.root)!r} is not a '
+                    'folder; give the folder of the pre-generated <image '
+                    'stem>.npz masks (--cfg-options model.clip.masks.root='
+                    'FOLDER), or generate them: model.clip.masks=sam2 or '
+                    'eomt')
+        nested = self.root / self.root.name
+        if (nested / self.folder).is_dir():  # extracted into its own name
+            return (f'model.clip.masks.root={str(self.root)!r} holds the '
+                    f'archive\'s folder {self.root.name!r}: set '
+                    f'model.clip.masks.root={str(nested)}')
+        return (f'model.clip.masks.root={str(self.root)!r} has no folder '
+                f'{self.folder!r} (model.clip.masks.folder) of masks; it has '
+                f'{self._datasets(self.root) or "none"}: extract the official '
+                'archive there, or name another folder')
 
 
 def check_mask(mask, meta: dict, source: str) -> Tensor:
@@ -122,8 +172,106 @@ def tiny_sam2_config():
             iou_head_hidden_dim=32))
 
 
+class GeneratedMasks:
+    """What the mask models share: their weights from a local folder or
+    the hub cache (one clear error when neither has them), and a cache of
+    their label maps on disk, ``<cache_dir>/masks/<key>.npz``, the key
+    hashing the model, its settings and the image bytes (as the vocabulary
+    cache). A subclass sets ``name``, ``pretrained`` and ``settings`` and
+    gives ``generate(img_path, device) -> (H, W) int array``."""
+
+    name: str
+    pretrained: Optional[str]
+    settings: dict
+
+    def __init__(self, cache_dir: Union[None, bool, str] = None):
+        if cache_dir is None:
+            from .text_bank import default_cache_dir
+            cache_dir = default_cache_dir()
+        self.cache_dir = Path(cache_dir) / 'masks' if cache_dir else None
+        self._model = self._processor = self._source = None
+
+    def locate(self) -> Optional[str]:
+        """Where the weights are (found once; None: random weights). Asked
+        before the run as well, so that missing weights stop it at once."""
+        if self._source is None and self.pretrained is not None \
+                and not self.name.startswith('ov-eva-tiny'):
+            self._source = self._local(self.pretrained)
+        return self._source
+
+    @staticmethod
+    def _local(pretrained: str) -> str:
+        """A local folder of the weights, the hub cache's copy, or the hub
+        id to download when the hub is reachable."""
+        from .hub import hub_offline, hub_reachable
+        path = os.path.expanduser(pretrained)
+        if os.path.isdir(path):
+            return path
+        if os.path.isabs(path) or pretrained.startswith(('.', '~')) \
+                or pretrained.count('/') > 1:  # a path, not a hub id
+            raise FileNotFoundError(
+                f'mask model folder {pretrained!r} (model.clip.masks.'
+                'pretrained) does not exist; give the folder holding its '
+                'config.json and weights (save_pretrained), or a hub id')
+        try:
+            from huggingface_hub import snapshot_download
+            return snapshot_download(pretrained, local_files_only=True)
+        except Exception:
+            if hub_offline() or not hub_reachable():
+                raise FileNotFoundError(
+                    f'mask model {pretrained!r} (model.clip.masks) is not in '
+                    'the local cache and the hub is unreachable (or '
+                    'HF_HUB_OFFLINE=1). Fetch it once where there is network '
+                    f'(huggingface-cli download {pretrained}) and copy '
+                    '~/.cache/huggingface, or set model.clip.masks.pretrained '
+                    'to a local folder with its config and weights, or use '
+                    "pre-generated masks: dict(type='files', root=...).") \
+                    from None
+            return pretrained
+
+    def key(self, img_path: str) -> str:
+        digest = hashlib.sha256(Path(img_path).read_bytes()).hexdigest()[:32]
+        material = json.dumps(
+            [self.name, self.pretrained, self.settings, digest],
+            sort_keys=True)
+        return hashlib.sha256(material.encode()).hexdigest()[:40]
+
+    def generate(self, img_path: str, device=None) -> np.ndarray:
+        raise NotImplementedError
+
+    def get(self, meta: dict, device=None) -> Tensor:
+        """The image's label map, from the cache or generated on
+        ``device`` (where the segmentor runs; None: where the model is)."""
+        img_path = meta.get('img_path')
+        if img_path is None:
+            raise ValueError('generated region masks need the image path '
+                             '(img_path in the sample metainfo)')
+        path = None
+        if self.cache_dir is not None:
+            path = self.cache_dir / f'{self.key(img_path)}.npz'
+            if path.is_file():
+                try:
+                    with np.load(path) as data:
+                        return check_mask(data['instance_mask'], meta,
+                                          str(path))
+                except (OSError, KeyError, ValueError):
+                    pass  # torn or stale: generate again
+        mask = self.generate(img_path, device)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp.npz')
+            os.close(fd)
+            try:
+                np.savez(tmp, instance_mask=mask)
+                os.replace(tmp, path)  # atomic for concurrent processes
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        return check_mask(mask, meta, img_path)
+
+
 @MASK_SOURCES.register_module()
-class SAMMasks:
+class SAMMasks(GeneratedMasks):
     """Automatic masks from SAM2 (``Sam2Model``) or SAM (``SamModel``,
     ``type='sam'``) through ``transformers``,
     with CorrCLIP's settings of SAM2's automatic mask generator
@@ -173,11 +321,7 @@ class SAMMasks:
             mask_threshold=mask_threshold,
             box_nms_thresh=box_nms_thresh,
             multimask_output=multimask_output)
-        if cache_dir is None:
-            from .text_bank import default_cache_dir
-            cache_dir = default_cache_dir()
-        self.cache_dir = Path(cache_dir) / 'masks' if cache_dir else None
-        self._model = self._processor = None
+        super().__init__(cache_dir)
 
     # the model, on first use
     def load(self):
@@ -198,71 +342,12 @@ class SAMMasks:
                 f'mask model {self.name!r} has random weights',
                 logger='current')
         else:
-            source = self._local(self.pretrained)
+            source = self.locate()
             model = AutoModel.from_pretrained(source)
             from transformers import AutoImageProcessor
             processor = AutoImageProcessor.from_pretrained(source)
         self._model, self._processor = model.eval(), processor
         return self._model, self._processor
-
-    @staticmethod
-    def _local(pretrained: str) -> str:
-        from .hub import hub_offline, hub_reachable
-        path = os.path.expanduser(pretrained)
-        if os.path.isdir(path):
-            return path
-        try:
-            from huggingface_hub import snapshot_download
-            return snapshot_download(pretrained, local_files_only=True)
-        except Exception:
-            if hub_offline() or not hub_reachable():
-                raise FileNotFoundError(
-                    f'mask model {pretrained!r} (model.clip.masks) is not in '
-                    'the local cache and the hub is unreachable (or '
-                    'HF_HUB_OFFLINE=1). Fetch it once where there is network '
-                    f'(huggingface-cli download {pretrained}) and copy '
-                    '~/.cache/huggingface, or set model.clip.masks.pretrained '
-                    'to a local folder with its config and weights, or use '
-                    "pre-generated masks: dict(type='files', root=...).") \
-                    from None
-            return pretrained
-
-    def key(self, img_path: str) -> str:
-        digest = hashlib.sha256(Path(img_path).read_bytes()).hexdigest()[:32]
-        material = json.dumps(
-            [self.name, self.pretrained, self.settings, digest],
-            sort_keys=True)
-        return hashlib.sha256(material.encode()).hexdigest()[:40]
-
-    def get(self, meta: dict, device=None) -> Tensor:
-        """The image's label map, from the cache or generated on
-        ``device`` (where the segmentor runs; None: where SAM2 is)."""
-        img_path = meta.get('img_path')
-        if img_path is None:
-            raise ValueError('SAM masks need the image path (img_path in '
-                             'the sample metainfo)')
-        path = None
-        if self.cache_dir is not None:
-            path = self.cache_dir / f'{self.key(img_path)}.npz'
-            if path.is_file():
-                try:
-                    with np.load(path) as data:
-                        return check_mask(data['instance_mask'], meta,
-                                          str(path))
-                except (OSError, KeyError, ValueError):
-                    pass  # torn or stale: generate again
-        mask = self.generate(img_path, device)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp.npz')
-            os.close(fd)
-            try:
-                np.savez(tmp, instance_mask=mask)
-                os.replace(tmp, path)  # atomic for concurrent processes
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-        return check_mask(mask, meta, img_path)
 
     @torch.no_grad()
     def generate(self, img_path: str, device=None) -> np.ndarray:

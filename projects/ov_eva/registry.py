@@ -87,10 +87,11 @@ VOCABULARIES = OVEVARegistry(
 MASK_SOURCES = OVEVARegistry(
     'region mask source',
     'model.clip.masks',
-    locations=['ov_eva.masks'],
+    locations=['ov_eva.masks', 'ov_eva.eomt_masks'],
     short_names=dict(
         files='FileMasks',
         sam2='SAMMasks',
+        eomt='EoMTMasks',
         # SAM (v1): its largest model unless named
         sam=dict(type='SAMMasks', name='facebook/sam-vit-huge')))
 # short names of the tools' --vocabulary flag

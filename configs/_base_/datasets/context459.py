@@ -10,6 +10,23 @@ test_pipeline = [
     dict(type='LoadWideAnnotations'),
     dict(type='PackSegInputs')
 ]
+# --tta: the other dataset bases' scales and flips, labels as above
+img_ratios = [0.75, 1.0, 1.25]
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(type='Resize', scale_factor=r, keep_ratio=True)
+                for r in img_ratios
+            ],
+            [
+                dict(type='RandomFlip', prob=0., direction='horizontal'),
+                dict(type='RandomFlip', prob=1., direction='horizontal')
+            ], [dict(type='LoadWideAnnotations')], [dict(type='PackSegInputs')]
+        ])
+]
 test_dataloader = dict(
     batch_size=1,
     num_workers=2,

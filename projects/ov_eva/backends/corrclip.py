@@ -260,6 +260,14 @@ class CorrCLIPEncoder(CLIPTower):
             f'DINO {self.dino_name!r} weights loaded from {source}',
             logger='current')
 
+    def init_weights(self) -> None:
+        super().init_weights()
+        # a mask model's weights are looked for with CLIP's and DINO's
+        # (before the run), not at the first image
+        locate = getattr(self.mask_source, 'locate', None)
+        if locate is not None:
+            locate()
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if any(key.startswith(prefix + 'dino.') for key in state_dict):
