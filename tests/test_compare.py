@@ -4,8 +4,12 @@ import json
 import re
 from pathlib import Path
 
+import cv2
+import numpy as np
+import pytest
 from conftest import REPO, TINY, run_cli, shared_data
 from fake_openai import FakeOpenAIServer, _prompt_text, good_answer
+from PIL import Image
 
 ONE_IMAGE = 'test_dataloader.dataset.indices=1'  # keeps the slower tests short
 NACLIP = 'configs/baselines/naclip_vitb16_ade.py'
@@ -18,12 +22,18 @@ COLUMNS = [
 ]
 
 
-def compare(tmp_path, *configs, options=(), env=None, check=True):
+def compare(tmp_path,
+            *configs,
+            options=(),
+            env=None,
+            check=True,
+            flags=()):
     root = shared_data('ADEChallengeData2016')
     out = tmp_path / 'table.md'
     proc = run_cli(
         'tools/compare.py',
         *configs,
+        *flags,
         '--work-dir',
         tmp_path / 'work',
         '--out',
@@ -54,13 +64,17 @@ def read_table(path: Path):
 
 def run_metrics(tmp_path, stem):
     """The metrics JSON tools/test.py wrote for one config."""
-    files = sorted((tmp_path / 'work' / stem).glob('*/*.json'))
+    files = [
+        path for path in sorted((tmp_path / 'work' / stem).glob('*/*.json'))
+        if path.stem == path.parent.name  # not predictions/index.json
+    ]
     assert len(files) == 1, files
     return json.loads(files[0].read_text())
 
 
 def test_compare_baselines_and_oveva(tmp_path):
-    proc, (header, rows), data = compare(tmp_path, NACLIP, SCLIP, OVEVA)
+    proc, (header, rows), data = compare(
+        tmp_path, NACLIP, SCLIP, OVEVA, flags=['--figures', '2'])
     assert header == COLUMNS
     assert [r['config'] for r in rows
             ] == ['naclip_vitb16_ade', 'sclip_vitb16_ade', 'oveva_vitb16_ade']
@@ -103,6 +117,59 @@ def test_compare_baselines_and_oveva(tmp_path):
     assert [r['tokens'] for r in data['rows']] == [None] * 3
     assert data['rows'][2]['mIoU'] == run_metrics(tmp_path,
                                                   'oveva_vitb16_ade')['mIoU']
+    check_figures(tmp_path, data, [r['config'] for r in rows])
+
+
+def check_figures(tmp_path, data, stems):
+    """--figures 2: the grids of the two images the configs disagree on
+    most (recomputed here from the saved predictions), the chart, the
+    links; per-class IoU from the saved predictions gives the Runner's
+    mIoU, so they are the predictions it scored."""
+    figures = data['figures']
+    folder = tmp_path / 'table_figures'
+    assert Path(figures['folder']) == folder
+    runs = [tmp_path / 'work' / stem / 'predictions' for stem in stems]
+    gts = sorted((runs[0] / 'gt').glob('*.png'))
+    assert len(gts) == figures['images'] == 3
+    disagreement = {}
+    for gt_file in gts:
+        gt = cv2.imread(str(gt_file), cv2.IMREAD_UNCHANGED)
+        valid = gt != 255
+        preds = [
+            cv2.imread(str(run / 'pred' / gt_file.name),
+                       cv2.IMREAD_UNCHANGED)[valid] for run in runs
+        ]
+        disagreement[gt_file.stem] = np.mean(
+            [np.mean(pred != preds[0]) for pred in preds[1:]])
+    assert len(set(disagreement.values())) == 3, disagreement  # no ties
+    chosen = sorted(disagreement, key=disagreement.get, reverse=True)[:2]
+    assert [g['name'] for g in figures['grids']] == chosen
+    text = (tmp_path / 'table.md').read_text()
+    for rank, (name, grid) in enumerate(zip(chosen, figures['grids']), 1):
+        path = folder / f'grid_{rank}_{name}.png'
+        assert grid['disagreement'] == pytest.approx(disagreement[name])
+        assert f'[{name}](table_figures/{path.name})' in text
+        with Image.open(grid['image']) as photo:
+            width, height = photo.size
+        with Image.open(path) as picture:
+            assert list(picture.size) == grid['size']
+            # image, ground truth, 3 configs, each 320 px wide; a legend
+            assert picture.size[0] == 5 * 320
+            assert picture.size[1] > round(320 * height / width) + 44
+    for suffix in ('png', 'svg'):
+        chart = folder / f'per_class_iou.{suffix}'
+        assert chart.stat().st_size > 5000
+        assert f'table_figures/per_class_iou.{suffix}' in text
+    svg = (folder / 'per_class_iou.svg').read_text()
+    assert 'sclip_vitb16_ade' in svg and 'oveva_vitb16_ade' in svg
+    shown = [
+        name for name, area in zip(figures['classes'], figures['label_area'])
+        if area > 0
+    ]
+    assert shown and all(f'>{name}<' in svg for name in shown)
+    for stem, row in zip(stems, data['rows']):
+        iou = np.array(figures['per_class_iou'][stem], dtype=float)
+        assert np.nanmean(iou) == pytest.approx(row['mIoU'], abs=0.01)
 
 
 def test_published_number_only_for_the_protocol_as_shipped(monkeypatch):
