@@ -18,8 +18,8 @@ def class_palette(num_classes: int) -> np.ndarray:
     bytes are nudged apart, so every class has its own."""
     k = np.arange(num_classes)
     hue = (k * 0.618033988749895) % 1.0 * 6
-    saturation = np.array([0.45, 0.65, 0.85])[k % 3]
-    value = np.array([0.98, 0.88])[k % 2]
+    saturation = np.array([0.35, 0.5, 0.65])[k % 3]
+    value = np.array([0.98, 0.92])[k % 2]
     # HSV -> RGB (colorsys's formula, vectorised)
     sector, frac = np.floor(hue).astype(int) % 6, hue - np.floor(hue)
     p, q = value * (1 - saturation), value * (1 - saturation * frac)
