@@ -20,8 +20,9 @@ One model is loaded at start (``configs/oveva_vitb16_ade.py`` unless
 ``--config``; ``--cfg-options`` applied last) and requests queue for it, one
 at a time. Nothing phones home: Gradio's analytics are off, no share link is
 made and the page needs no web font. The same functions answer
-``gradio_client`` (``api_name='/segment'`` and ``'/compare'``). ``app.py`` at the repository
-root starts this page as a Hugging Face Space does (see docs/page.md).
+``gradio_client`` (``api_name='/segment'`` and ``'/compare'``). ``app.py``
+at the repository root starts this page as a Hugging Face Space does (see
+docs/page.md).
 """
 import argparse
 import os

@@ -5,6 +5,7 @@ the CLIP weights come from ``model.clip.pretrained``. Examples::
 
     python tools/test.py configs/oveva_vitb16_ade.py
     python tools/test.py configs/oveva_vitb16_voc21.py --tta --show-dir vis
+    python tools/test.py configs/oveva_vitb16_ade.py --save-predictions preds
     python -m torch.distributed.run --nproc_per_node 2 tools/test.py \
         configs/oveva_vitb16_ade.py --launcher pytorch
 """
