@@ -214,6 +214,10 @@ def test_page_in_headless_chromium(app, tmp_path):
                 PREVIEW, arg=demos[0].name, timeout=TIMEOUT_MS)
             with Image.open(demos[0]) as picture:
                 assert natural_size(page, '#photo img') == list(picture.size)
+                demo_size = '{}x{}'.format(*picture.size)
+            page.fill('#classes textarea', 'cat, wall')
+            status = status_after(page, lambda: page.click('#run'))
+            assert f'Done: {demo_size} photo, 2 classes' in status
             # a held-out photo with classes: previewed, not a file chip
             upload(page, photo)
             assert natural_size(page, '#photo img') == [width, height]

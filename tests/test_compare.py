@@ -172,15 +172,50 @@ def check_figures(tmp_path, data, stems):
         assert np.nanmean(iou) == pytest.approx(row['mIoU'], abs=0.01)
 
 
-def test_published_number_only_for_the_protocol_as_shipped(monkeypatch):
+def compare_tool(monkeypatch):
+    """tools/compare.py as a module."""
     import importlib.util
-
-    from mmengine.config import Config
     monkeypatch.syspath_prepend(str(REPO / 'tools'))  # as python tools/...
     spec = importlib.util.spec_from_file_location('compare_tool',
                                                   REPO / 'tools/compare.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_figures_that_fail_leave_the_table(tmp_path, monkeypatch, capsys):
+    """A run whose predictions are missing: one error line, and the table
+    and its JSON are still written."""
+    import argparse
+    tool = compare_tool(monkeypatch)
+    row = dict(
+        config='naclip_vitb16_ade',
+        source='none',
+        mIoU=1.0,
+        mAcc=2.0,
+        aAcc=3.0,
+        seconds_per_image=0.5,
+        tokens=None,
+        error=None,
+        published=None,
+        published_source=None,
+        auto_classes=False,
+        note='',
+        predictions=str(tmp_path / 'missing'))
+    out = tmp_path / 'table.md'
+    args = argparse.Namespace(
+        out=out, figures=2, cfg_options=[], launcher='none')
+    assert tool.write_outputs(args, [row], 1) is True
+    err = capsys.readouterr().err
+    assert err.startswith('error: --figures: FileNotFoundError')
+    assert 'missing/index.json is missing' in err
+    assert 'naclip_vitb16_ade' in out.read_text()
+    assert json.loads(out.with_suffix('.json').read_text())['figures'] is None
+
+
+def test_published_number_only_for_the_protocol_as_shipped(monkeypatch):
+    from mmengine.config import Config
+    tool = compare_tool(monkeypatch)
     cfg = Config.fromfile(
         str(REPO / 'configs/baselines/sclip_vitb16_voc21.py'))
     cfg.merge_from_dict({'model.clip.name': 'ov-eva-tiny'})

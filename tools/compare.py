@@ -516,6 +516,37 @@ def make_figures(rows: List[Dict], count: int, out: Path) -> Dict:
     return figures
 
 
+def write_outputs(args, rows: List[Dict], world_size: int) -> bool:
+    """The figures (``--figures``), then the table and its JSON, which are
+    written whatever happens to the figures; whether the figures failed."""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    figures, failed = {}, False
+    if args.figures:
+        try:
+            figures = make_figures(rows, args.figures, args.out)
+        except Exception as error:  # noqa: B902
+            failed = True
+            print(f'error: --figures: {type(error).__name__}: {error}',
+                  file=sys.stderr)
+    text = markdown(rows, world_size, args.cfg_options, figures, args.out)
+    args.out.write_text(text)
+    args.out.with_suffix('.json').write_text(
+        json.dumps(
+            dict(
+                columns=list(COLUMNS),
+                table=table_rows(rows),
+                rows=rows,
+                footnote=footnote(world_size, rows),
+                figures=figures or None,
+                cfg_options=args.cfg_options,
+                launcher=args.launcher,
+                world_size=world_size),
+            indent=2) + '\n')
+    print()
+    print(text)
+    return failed
+
+
 def launcher_rank(launcher: str):
     """(rank, world size) of this process as its launcher set them."""
     names = dict(
@@ -553,28 +584,11 @@ def main():
                 f'{row["duration_s"]:.1f} s, mIoU {row["mIoU"]:.2f}')
     failed = sum(row['error'] is not None for row in rows)
     if rank == 0:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        figures = make_figures(rows, args.figures, args.out) \
-            if args.figures else {}
-        text = markdown(rows, world_size, args.cfg_options, figures, args.out)
-        args.out.write_text(text)
-        json_file = args.out.with_suffix('.json')
-        json_file.write_text(
-            json.dumps(
-                dict(
-                    columns=list(COLUMNS),
-                    table=table_rows(rows),
-                    rows=rows,
-                    footnote=footnote(world_size, rows),
-                    figures=figures or None,
-                    cfg_options=args.cfg_options,
-                    launcher=args.launcher,
-                    world_size=world_size),
-                indent=2) + '\n')
-        print()
-        print(text)
-        print(f'wrote {args.out} and {json_file}'
-              f'{f"; {failed} of {total} failed" if failed else ""}')
+        figures_failed = write_outputs(args, rows, world_size)
+        print(f'wrote {args.out} and {args.out.with_suffix(".json")}'
+              f'{f"; {failed} of {total} failed" if failed else ""}'
+              f'{"; the figures failed" if figures_failed else ""}')
+        failed += figures_failed
     # under a launcher rank 0 alone reports: another rank's early exit
     # status 1 would make torchrun stop rank 0 before it writes the table
     sys.exit(1 if failed and rank == 0 else 0)
