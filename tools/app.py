@@ -374,7 +374,7 @@ def pixel_text(state, x: int, y: int) -> str:
         return 'Segment a photo first, then click the overlay.'
     height, width = state['shape']
     if not (0 <= x < width and 0 <= y < height):
-        return 'That is the legend: click the photo part of the overlay.'
+        return 'Click inside the overlay.'
     step = state['step']
     i, j = y // step, x // step
     lines = [f'Pixel ({x}, {y}):']
