@@ -367,9 +367,11 @@ def test_api_through_gradio_client(app, tmp_path):
             api_name='/segment')
 
     with FakeOpenAIServer() as server:
-        overlay, areas, terms, status = segment('', server_kind,
-                                                server.base_url)[:4]
+        result = segment('', server_kind, server.base_url)
         assert server.count() == 1  # what is in the photo: stage 1 alone
+    # as docs/page.md shows: the page's state is not returned
+    overlay, areas, terms, status, legend = result
+    assert legend.count('ov-legend-item') == len(areas['data'])
     assert '2 classes found in the photo' in status, status
     assert {row[0]
             for row in areas['data']
