@@ -22,12 +22,7 @@ COLUMNS = [
 ]
 
 
-def compare(tmp_path,
-            *configs,
-            options=(),
-            env=None,
-            check=True,
-            flags=()):
+def compare(tmp_path, *configs, options=(), env=None, check=True, flags=()):
     root = shared_data('ADEChallengeData2016')
     out = tmp_path / 'table.md'
     proc = run_cli(
@@ -285,3 +280,44 @@ def test_mllm_tokens_from_a_loopback_server(tmp_path):
     for path in (tmp_path / 'table.md', tmp_path / 'table.json'):
         assert key not in path.read_text(), path
     assert key not in proc.stdout + proc.stderr
+
+
+def test_saved_predictions_keep_wide_labels(tmp_path):
+    """SavePredictionsHook beyond 255 classes (ADE20K-847): uint16 PNGs,
+    class indices and the ignore index as they are, named by the image's
+    path under the image folder."""
+    from types import SimpleNamespace
+
+    import torch
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    from ov_eva.figures import read_index, read_label
+    from ov_eva.hooks import SavePredictionsHook
+    dataset = SimpleNamespace(
+        data_prefix=dict(img_path='/data/images'),
+        metainfo=dict(classes=[f'class {k}' for k in range(847)]))
+    runner = SimpleNamespace(
+        test_dataloader=SimpleNamespace(dataset=dataset),
+        test_evaluator=SimpleNamespace(
+            metrics=[SimpleNamespace(ignore_index=65535)]))
+    pred = torch.tensor([[0, 300], [846, 5]])
+    gt = torch.tensor([[0, 300], [65535, 5]])
+    sample = SegDataSample(
+        pred_sem_seg=PixelData(data=pred[None]),
+        gt_sem_seg=PixelData(data=gt[None]))
+    sample.set_metainfo(dict(img_path='/data/images/sub/a.jpg'))
+    hook = SavePredictionsHook(str(tmp_path))
+    hook.before_test(runner)
+    hook.after_test_iter(runner, 0, outputs=[sample])
+    hook.after_test_epoch(runner)
+    for sub, expected in (('pred', pred), ('gt', gt)):
+        label = read_label(tmp_path / sub / 'sub__a.png')
+        assert label.dtype == np.uint16
+        assert (label == expected.numpy()).all()
+    index = read_index(tmp_path)
+    assert index['ignore_index'] == 65535 and len(index['classes']) == 847
+    assert index['images'] == [
+        dict(name='sub__a', image='/data/images/sub/'
+             'a.jpg')
+    ]
