@@ -183,19 +183,13 @@ def test_figures_that_fail_leave_the_table(tmp_path, monkeypatch, capsys):
     and its JSON are still written."""
     import argparse
     tool = compare_tool(monkeypatch)
-    row = dict(
-        config='naclip_vitb16_ade',
+    row = tool.empty_row(NACLIP, tmp_path / 'work')
+    row.update(
         source='none',
         mIoU=1.0,
         mAcc=2.0,
         aAcc=3.0,
         seconds_per_image=0.5,
-        tokens=None,
-        error=None,
-        published=None,
-        published_source=None,
-        auto_classes=False,
-        note='',
         predictions=str(tmp_path / 'missing'))
     out = tmp_path / 'table.md'
     args = argparse.Namespace(

@@ -425,6 +425,19 @@ def run_request(segmenter: Segmenter, method: str, inputs, progress):
     return result, time.perf_counter() - start, None
 
 
+def segment_status(result: dict, base: str, source_kind: str,
+                   seconds: float) -> str:
+    """The status line of a segmented photo."""
+    height, width = result['image_size']
+    found = len(result['classes']) - (1 if result['found'] else 0)
+    kind = (f'{found} classes found in the photo (and a background class)'
+            if result['found'] else f'{len(result["classes"])} classes')
+    return ' '.join([
+        f'**Done:** {width}x{height} photo, {kind}, base {base}, '
+        f'vocabulary: {source_kind}, {seconds:.1f} s.', *result['notes']
+    ])
+
+
 PAGE_CSS = '.ov-legend {font-size: 14px; line-height: 1.6; padding: 4px 0}'
 
 
@@ -437,16 +450,7 @@ def build_page(segmenter: Segmenter):
                                              progress)
         if error:
             return None, [], [], error, None, ''
-        height, width = result['image_size']
-        found = len(result['classes']) - (1 if result['found'] else 0)
-        kind = (f'{found} classes found in the photo (and a background '
-                'class)'
-                if result['found'] else f'{len(result["classes"])} classes')
-        status = ' '.join([
-            f'**Done:** {width}x{height} photo, {kind}, base '
-            f'{segmenter.base}, vocabulary: {inputs[2]}, {seconds:.1f} s.',
-            *result['notes']
-        ])
+        status = segment_status(result, segmenter.base, inputs[2], seconds)
         return (result['overlay'], result['areas'], result['terms'], status,
                 result['pixel'], result['legend'])
 

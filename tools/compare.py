@@ -264,18 +264,24 @@ def child_env(launcher: str, index: int) -> Dict[str, str]:
     return env
 
 
-def run_one(config: str,
-            work_dir: Path,
-            options: List[str],
-            launcher: str,
-            world_size: int,
-            env: Dict[str, str],
-            rank: int,
-            save_predictions: bool = False) -> Dict:
-    """One config through tools/test.py: its row of the table (``error``
-    set when it failed; ``predictions``: the folder of its saved
-    predictions). Ranks other than 0 only check the exit status."""
-    row = dict(
+def test_command(config: str, work_dir: Path, launcher: str,
+                 options: List[str], predictions: Optional[str]) -> List[str]:
+    """The tools/test.py command line of one config."""
+    cmd = [
+        sys.executable,
+        str(TEST_TOOL), config, '--work-dir',
+        str(work_dir), '--launcher', launcher
+    ]
+    if predictions:
+        cmd += ['--save-predictions', predictions]
+    if options:
+        cmd += ['--cfg-options', *options]
+    return cmd
+
+
+def empty_row(config: str, work_dir: Path) -> Dict:
+    """A row of the table before its run."""
+    return dict(
         config=Path(config).stem,
         config_file=config,
         source='?',
@@ -296,6 +302,20 @@ def run_one(config: str,
         auto_classes=False,
         predictions=None,
         note='')
+
+
+def run_one(config: str,
+            work_dir: Path,
+            options: List[str],
+            launcher: str,
+            world_size: int,
+            env: Dict[str, str],
+            rank: int,
+            save_predictions: bool = False) -> Dict:
+    """One config through tools/test.py: its row of the table (``error``
+    set when it failed; ``predictions``: the folder of its saved
+    predictions). Ranks other than 0 only check the exit status."""
+    row = empty_row(config, work_dir)
     start = time.monotonic()
     try:
         cfg = Config.fromfile(config, import_custom_modules=False)
@@ -312,19 +332,11 @@ def run_one(config: str,
 
     work_dir.mkdir(parents=True, exist_ok=True)
     before = {path.name for path in work_dir.iterdir() if path.is_dir()}
-    cmd = [
-        sys.executable,
-        str(TEST_TOOL), config, '--work-dir',
-        str(work_dir), '--launcher', launcher
-    ]
     if save_predictions:
-        predictions = work_dir / 'predictions'
+        row['predictions'] = str(work_dir / 'predictions')
         if rank == 0:  # none of an earlier run's files
-            shutil.rmtree(predictions, ignore_errors=True)
-        cmd += ['--save-predictions', str(predictions)]
-        row['predictions'] = str(predictions)
-    if options:
-        cmd += ['--cfg-options', *options]
+            shutil.rmtree(row['predictions'], ignore_errors=True)
+    cmd = test_command(config, work_dir, launcher, options, row['predictions'])
     tag = 'compare' if rank == 0 else f'compare.rank{rank}'
     stdout_log, stderr_log = (work_dir / f'{tag}.stdout.log',
                               work_dir / f'{tag}.stderr.log')
@@ -526,8 +538,9 @@ def write_outputs(args, rows: List[Dict], world_size: int) -> bool:
             figures = make_figures(rows, args.figures, args.out)
         except Exception as error:  # noqa: B902
             failed = True
-            print(f'error: --figures: {type(error).__name__}: {error}',
-                  file=sys.stderr)
+            print(
+                f'error: --figures: {type(error).__name__}: {error}',
+                file=sys.stderr)
     text = markdown(rows, world_size, args.cfg_options, figures, args.out)
     args.out.write_text(text)
     args.out.with_suffix('.json').write_text(

@@ -126,9 +126,9 @@ def parse_args(argv=None):
         'without its vocabulary source) and write <stem>_compare.png, the '
         'two overlays side by side with the changed pixels outlined; needs '
         '--classes or --class-file')
-    add_cfg_options(parser,
-                    'override config settings, key=value (applied last, to '
-                    'both configs with --compare)')
+    add_cfg_options(
+        parser, 'override config settings, key=value (applied last, to '
+        'both configs with --compare)')
     add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -286,14 +286,11 @@ def main(argv=None):
         return stream_main(args)
     images, root = find_images(args)
     classes = read_classes(args)
-    if args.compare and classes is None:
-        raise UserError('--compare needs the same classes for both configs: '
-                        'give --classes or --class-file')
 
     import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
     from ov_eva.apis import image_config, init_model
     from ov_eva.memory import reuse_freed_memory
-    from ov_eva.visualization import class_palette, class_records, share_text
+    from ov_eva.visualization import class_palette, class_records
     from ov_eva.vocabulary import FatalVocabularyError
     device = choose_device(args.device)
     cfg = image_config(args.config, classes, args.vocabulary, args.cfg_options)
@@ -337,13 +334,8 @@ def main(argv=None):
         else:
             ok += 1
             done.append((path, prefix))
-            present = record['present']
-            shares = ', '.join(f'{c["name"]} {share_text(c["share"])}'
-                               for c in present[:10])
-            if len(present) > 10:
-                shares += f', +{len(present) - 10} more'
             console.say(f'{path} -> {record["outputs"]["overlay"]} '
-                        f'({shares})')
+                        f'({shares_text(record["present"])})')
         console.step()
     console.close()
     if args.compare and done:
@@ -354,12 +346,26 @@ def main(argv=None):
     return 1 if failed else 0
 
 
+def shares_text(present) -> str:
+    """'wall 40.8%, tree 37.4%, ...' of the ten largest classes present."""
+    from ov_eva.visualization import share_text
+    shares = ', '.join(f'{c["name"]} {share_text(c["share"])}'
+                       for c in present[:10])
+    if len(present) > 10:
+        shares += f', +{len(present) - 10} more'
+    return shares
+
+
 def check_compare(args) -> None:
-    """``--compare``: ``base`` or a config file; not with ``--stream``."""
+    """``--compare``: ``base`` or a config file, with the classes given; not
+    with ``--stream``."""
     if args.compare is None:
         return
     if args.stream:
         raise UserError('--compare works on images, not with --stream')
+    if args.classes is None and args.class_file is None:
+        raise UserError('--compare needs the same classes for both configs: '
+                        'give --classes or --class-file')
     if args.compare != 'base':
         check_config_file(args.compare, '--compare')
 
@@ -396,8 +402,11 @@ def compare_main(args, done, classes, device, info) -> int:
             with Image.open(label_file) as picture:
                 label = np.asarray(picture)
             grid = prefix.with_name(f'{prefix.name}_compare.png')
-            draw_grid(read_rgb(path), [(title, other), (mine, label)], names,
-                      grid, outline=changed_outline(other, label))
+            draw_grid(
+                read_rgb(path), [(title, other), (mine, label)],
+                names,
+                grid,
+                outline=changed_outline(other, label))
             other_file = prefix.with_name(f'{prefix.name}_compare_label.png')
             Image.fromarray(other.astype(label.dtype)).save(other_file)
             changed = 100.0 * float(np.mean(other != label))
@@ -411,8 +420,8 @@ def compare_main(args, done, classes, device, info) -> int:
             record_file.write_text(json.dumps(record, indent=2, default=str))
         except Exception as error:
             failed += 1
-            print(f'error: {path}: --compare: {error}; skipped',
-                  file=sys.stderr)
+            print(
+                f'error: {path}: --compare: {error}; skipped', file=sys.stderr)
         else:
             print(f'{path} -> {grid} ({changed:.1f}% of the pixels changed '
                   'class)')
