@@ -111,16 +111,80 @@ def table_rows(page, selector: str):
     return count, [row for row in rows if any(row)]
 
 
+PREVIEW = """name => {
+    const img = document.querySelector('#photo img');
+    return img && img.src.includes(name) && img.complete;
+}"""
+
+
 def upload(page, path):
-    """Upload a file to the photo box (clearing the one it holds)."""
-    clear = page.query_selector('#photo button[aria-label=Clear]')
-    if clear is not None:
-        clear.click()
+    """Upload a file to the photo box (removing the one it holds) and wait
+    for its preview."""
+    remove = page.query_selector('#photo button[aria-label="Remove Image"]')
+    if remove is not None:
+        remove.click()
     page.set_input_files('#photo input[type=file]', str(path))
-    page.wait_for_function(
-        'name => document.querySelector("#photo").innerText.includes(name)',
-        arg=path.stem,
-        timeout=TIMEOUT_MS)
+    page.wait_for_function(PREVIEW, arg=path.name, timeout=TIMEOUT_MS)
+
+
+def natural_size(page, selector: str):
+    return page.eval_on_selector(selector,
+                                 'i => [i.naturalWidth, i.naturalHeight]')
+
+
+def picture_at(page, selector: str) -> np.ndarray:
+    """The RGB pixels of an <img> on the page, fetched from its URL."""
+    src = page.get_attribute(selector, 'src')
+    with urllib.request.urlopen(src, timeout=30) as answer:
+        data = answer.read()
+    import io
+    with Image.open(io.BytesIO(data)) as picture:
+        return np.asarray(picture.convert('RGB'))
+
+
+def overlaps(a, b) -> bool:
+    return not (a['x'] + a['width'] <= b['x'] or b['x'] + b['width'] <= a['x']
+                or a['y'] + a['height'] <= b['y']
+                or b['y'] + b['height'] <= a['y'])
+
+
+def legend_swatches(page, selector: str):
+    """(name, RGB) of each legend entry under an overlay."""
+    entries = page.eval_on_selector_all(
+        f'{selector} .ov-legend-item', 'items => items.map(i => ['
+        'i.innerText.trim(), getComputedStyle(i.querySelector(".ov-swatch"))'
+        '.backgroundColor])')
+    return [(text.rsplit(' ', 1)[0],
+             tuple(int(v) for v in re.findall(r'\d+', colour)[:3]))
+            for text, colour in entries]
+
+
+def check_light_legend(page):
+    """The legend's colours are the overlay's (its region outlines are
+    drawn in them) and all light (HSV value >= 0.88, saturation <= 0.7),
+    for typed and found classes alike."""
+    legend = legend_swatches(page, '#legend')
+    overlay = picture_at(page, '#overlay img')
+    for name, colour in legend:
+        assert max(colour) >= 225 and min(colour) >= 0.3 * max(colour), \
+            (name, colour)
+        assert np.all(overlay == colour, axis=-1).any(), (name, colour)
+    return legend
+
+
+def check_legend_clear_of_toolbar(page, image: str, legend: str):
+    """The legend is its own element under the picture: no toolbar button
+    of the image sits on it."""
+    legend_box = page.query_selector(legend).bounding_box()
+    assert legend_box['height'] > 0
+    picture_box = page.query_selector(f'{image} img').bounding_box()
+    assert legend_box['y'] >= picture_box['y'] + picture_box['height'] - 1
+    buttons = [
+        b.bounding_box() for b in page.query_selector_all(f'{image} button')
+        if b.is_visible() and b.get_attribute('aria-label')
+    ]
+    assert buttons  # the toolbar is there (fullscreen, download)
+    assert not any(overlaps(legend_box, box) for box in buttons)
 
 
 def test_page_in_headless_chromium(app, tmp_path):
@@ -138,20 +202,42 @@ def test_page_in_headless_chromium(app, tmp_path):
             page = browser.new_page(viewport=dict(width=1280, height=1400))
             page.goto(app)
             page.wait_for_selector('#run')
-            # a held-out photo with classes
+            # the demo photos are thumbnails; a click loads one, previewed
+            thumbnails = page.query_selector_all('#demos img')
+            demos = sorted((REPO / 'demo').glob('*.jpg'))
+            assert len(thumbnails) == len(demos) >= 1
+            page.wait_for_function(  # each thumbnail loads (and decodes)
+                """() => Array.from(document.querySelectorAll('#demos img'))
+                .every(i => i.complete && i.naturalWidth > 0)""",
+                timeout=TIMEOUT_MS)
+            thumbnails[0].click()
+            page.wait_for_function(
+                PREVIEW, arg=demos[0].name, timeout=TIMEOUT_MS)
+            with Image.open(demos[0]) as picture:
+                assert natural_size(page, '#photo img') == list(picture.size)
+                demo_size = '{}x{}'.format(*picture.size)
+            page.fill('#classes textarea', 'cat, wall')
+            status = status_after(page, lambda: page.click('#run'))
+            assert f'Done: {demo_size} photo, 2 classes' in status
+            # a held-out photo with classes: previewed, not a file chip
             upload(page, photo)
+            assert natural_size(page, '#photo img') == [width, height]
+            assert page.is_visible('#photo img')
             page.fill('#classes textarea', CLASSES)
             status = status_after(page, lambda: page.click('#run'))
             assert f'Done: {width}x{height} photo, 5 classes' in status
             assert 'vocabulary: lexicon' in status
             overlay = page.wait_for_selector('#overlay img')
-            size = overlay.evaluate('i => [i.naturalWidth, i.naturalHeight]')
-            # the photo, and the legend on its right
-            assert size[0] > width and size[1] >= height, size
+            size = natural_size(page, '#overlay img')
+            assert size == [width, height]  # the legend is not in it
             count, areas = table_rows(page, '#areas')
             assert count == len(areas) >= 1
             assert {row[0] for row in areas} <= NAMES
             assert sum(int(row[2]) for row in areas) == width * height
+            # the legend under the overlay, one entry per class present
+            legend = check_light_legend(page)
+            assert [name for name, _ in legend] == [row[0] for row in areas]
+            check_legend_clear_of_toolbar(page, '#overlay', '#legend')
             count, terms = table_rows(page, '#terms')
             assert count == 32  # the lexicon's top_k
             assert len(terms) >= 10  # those in view
@@ -175,17 +261,22 @@ def test_page_in_headless_chromium(app, tmp_path):
             assert len(lines) == 3
             assert all(
                 line.split('. ')[1].split(':')[0] in NAMES for line in lines)
+            check_compare_view(page, width, height)
             shot = tmp_path / 'page.png'
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
 
-            # the same photo with no classes: found in the photo
+            # the same photo with no classes: found in the photo, drawn in
+            # the same light palette as typed classes
             page.fill('#classes textarea', '')
             status = status_after(page, lambda: page.click('#run'))
             found = re.search(r'(\d+) classes found in the photo', status)
             assert found and 1 <= int(found[1]) <= 10, status
             count, areas = table_rows(page, '#areas')
             assert 1 <= count <= int(found[1]) + 1
+            assert len(check_light_legend(page)) == count
+            page.screenshot(
+                path=str(tmp_path / 'page_found.png'), full_page=True)
 
             # a corrupt upload: a message, and the page keeps working
             upload(page, corrupt)
@@ -216,6 +307,48 @@ def test_page_in_headless_chromium(app, tmp_path):
             browser.close()
 
 
+COMPARE_STATUS = '#compare-status [data-testid=markdown]'
+COMPARED = FINISHED.replace(STATUS, COMPARE_STATUS).replace(
+    '#status [data-testid=status-tracker]',
+    '#compare-status [data-testid=status-tracker]')
+
+
+def check_compare_view(page, width: int, height: int):
+    """Compare with the base: both overlays side by side, the changed
+    pixels outlined in magenta, the moves with the terms of their classes,
+    one legend clear of the toolbars."""
+    page.click('#compare-run')
+    page.wait_for_function(COMPARED, arg='', timeout=TIMEOUT_MS)
+    status = page.inner_text(COMPARE_STATUS)
+    changed = re.search(r'([\d.]+)% of the pixels changed class', status)
+    assert changed, status
+    changed = float(changed[1])
+    assert 0 < changed < 100  # the lexicon's terms moved some pixels
+    base_box = page.query_selector('#compare-base img').bounding_box()
+    oveva_box = page.query_selector('#compare-oveva img').bounding_box()
+    assert base_box['x'] + base_box['width'] <= oveva_box['x']  # side by side
+    assert abs(base_box['y'] - oveva_box['y']) < 2
+    magenta = []
+    for selector in ('#compare-base img', '#compare-oveva img'):
+        assert natural_size(page, selector) == [width, height]
+        picture = picture_at(page, selector)
+        magenta.append(np.all(picture == (255, 0, 255), axis=-1))
+    # the same outline on both, a small part of the changed pixels
+    assert (magenta[0] == magenta[1]).all()
+    assert 0 < magenta[0].mean() * 100 <= changed
+    count, moves = table_rows(page, '#moves')
+    assert count == len(moves) >= 1
+    pixels = [int(row[2]) for row in moves]
+    assert pixels == sorted(pixels, reverse=True)
+    assert sum(pixels) <= round(changed / 100 * width * height) + 1
+    for before, after, _, *terms in moves:
+        assert before in NAMES and after in NAMES and before != after
+    assert any(t != '-' for row in moves for t in row[3:])  # terms named
+    legend = legend_swatches(page, '#compare-legend')
+    assert {name for name, _ in legend} <= NAMES and legend
+    check_legend_clear_of_toolbar(page, '#compare-oveva', '#compare-legend')
+
+
 def test_api_through_gradio_client(app, tmp_path):
     """The page's function through gradio_client: a loopback MLLM names the
     classes, a dead server gives a message, the page still works."""
@@ -235,9 +368,11 @@ def test_api_through_gradio_client(app, tmp_path):
             api_name='/segment')
 
     with FakeOpenAIServer() as server:
-        overlay, areas, terms, status = segment('', server_kind,
-                                                server.base_url)[:4]
+        result = segment('', server_kind, server.base_url)
         assert server.count() == 1  # what is in the photo: stage 1 alone
+    # as docs/page.md shows: the page's state is not returned
+    overlay, areas, terms, status, legend = result
+    assert legend.count('ov-legend-item') == len(areas['data'])
     assert '2 classes found in the photo' in status, status
     assert {row[0]
             for row in areas['data']
@@ -245,8 +380,7 @@ def test_api_through_gradio_client(app, tmp_path):
     assert {row[0]
             for row in terms['data']} == {'wooden floor', 'white ceiling'}
     with Image.open(overlay) as picture, Image.open(photo) as original:
-        assert picture.size[0] > original.size[0]
-        assert picture.size[1] >= original.size[1]
+        assert picture.size == original.size  # the legend: its own output
 
     # another model name: the vocabulary cache (keyed by model, not URL)
     # must not answer for the dead server
@@ -267,6 +401,16 @@ def test_api_through_gradio_client(app, tmp_path):
     assert overlay is None and 'choose a vocabulary source' in status
     overlay, _, _, status = segment('cat; cat', 'lexicon')[:4]
     assert overlay is None and "'cat' appears twice" in status
+    # the compare view asks for a vocabulary: without one there is no change
+    base, oveva, _, _, status = client.predict(
+        handle_file(str(photo)),
+        'wall; floor',
+        'none',
+        '',
+        'gpt-4o',
+        'naclip',
+        api_name='/compare')
+    assert base is None and oveva is None and 'OV-EVA is its base' in status
 
 
 @pytest.mark.parametrize('args,message', [

@@ -17,7 +17,7 @@ def test_one_image_with_the_default_lexicon_vocabulary(tmp_path):
     image = shared_data('ADEChallengeData2016') / ADE_IMAGE
     out = tmp_path / 'out'
     proc = run_demo(image, '--classes', 'wall', 'floor', 'sky, clouds',
-                    'person', 'tree', '--out', out)
+                    'person', 'tree', '--out', out, '--compare', 'base')
     overlay_file, label_file, record_file = demo_outputs(out / image.stem)
     assert overlay_file.is_file() and label_file.is_file()
     with Image.open(image) as picture:
@@ -76,6 +76,33 @@ def test_one_image_with_the_default_lexicon_vocabulary(tmp_path):
 
     assert f'{image} -> {overlay_file} (' in proc.stdout
     assert '1 ok, 0 failed' in proc.stdout
+    check_compare_with_the_base(out / image.stem, label, proc.stdout)
+
+
+def check_compare_with_the_base(prefix, label, stdout):
+    """--compare base: the same config without its vocabulary segments the
+    image again; a grid of image | base overlay | OV-EVA overlay, one legend,
+    the pixels whose class changed outlined in magenta on the last panel."""
+    record = json.loads(prefix.with_suffix('.json').read_text())
+    compare = record['compare']
+    assert compare['config'] == 'base'
+    assert compare['vocabulary_source'] is None
+    with Image.open(compare['outputs']['label']) as picture:
+        base = np.asarray(picture)
+    assert base.shape == label.shape and base.max() < 5
+    changed = 100 * np.mean(base != label)
+    assert compare['changed_share'] == pytest.approx(changed, abs=1e-3)
+    assert 0 < changed < 100  # the vocabulary moved some pixels, not all
+    assert f'({changed:.1f}% of the pixels changed class)' in stdout
+    with Image.open(compare['outputs']['grid']) as picture:
+        grid = np.asarray(picture.convert('RGB')).astype(int)
+    height, width = label.shape
+    assert grid.shape[1] == 3 * 320  # three panels 320 px wide
+    assert grid.shape[0] > round(320 * height / width) + 44  # and a legend
+    magenta = (grid[..., 0] > 200) & (grid[..., 2] > 200) & (grid[..., 1] < 90)
+    base_panel, oveva_panel = (magenta[:, 320:640].sum(),
+                               magenta[:, 640:].sum())
+    assert oveva_panel > 100 and base_panel * 20 < oveva_panel
 
 
 def test_folder_with_a_bad_file_and_no_vocabulary(tmp_path):
@@ -119,7 +146,8 @@ def test_folder_with_a_bad_file_and_no_vocabulary(tmp_path):
     'args,message',
     [(['--classes', 'cat', 'Cat'], "class 'cat' appears twice"),
      (['--classes', 'cat'], 'only one class'),
-     (['--classes', 'cat', 'dog,'], 'empty name')])
+     (['--classes', 'cat', 'dog,'], 'empty name'),
+     (['--compare', 'base'], '--compare needs the same classes')])
 def test_bad_classes_stop_before_the_model_is_built(tmp_path, args, message):
     image = shared_data('ADEChallengeData2016') / ADE_IMAGE
     proc = run_demo(image, *args, '--out', tmp_path, check=False)

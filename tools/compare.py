@@ -29,12 +29,25 @@ printed and saved to ``--out`` (markdown) and beside it as JSON. Examples::
 
 Each run's full stdout and stderr are kept in ``<work_dir>/<stem>/``
 (``compare.stdout.log``, ``compare.stderr.log``).
+
+``--figures N`` also saves each run's predictions (``tools/test.py
+--save-predictions <work_dir>/<stem>/predictions``) and writes beside the
+table, in ``<out stem>_figures/``: N grids (image | ground truth | each
+config's prediction, one palette and one legend) of the images where the
+configs disagree most with the first config (share of pixels whose class
+differs), and a chart of each config's per-class IoU against the first
+(``per_class_iou.png`` and ``.svg``); the table links them (see
+docs/figures.md)::
+
+    python tools/compare.py configs/baselines/naclip_vitb16_ade.py \\
+        configs/oveva_vitb16_ade.py --figures 4 --out cmp/ade.md
 """
 import argparse
 import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -83,6 +96,14 @@ def parse_args():
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher, passed on to tools/test.py')
+    parser.add_argument(
+        '--figures',
+        type=int,
+        default=0,
+        metavar='N',
+        help='also write N qualitative grids (the images where the configs '
+        'differ most) and a per-class IoU chart against the first config, '
+        'in <out stem>_figures/ beside the table (default: none)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     add_debug_flag(parser)
     args = parser.parse_args()
@@ -90,6 +111,9 @@ def parse_args():
     if args.out.suffix == '.json':
         raise UserError('--out is the markdown table; its JSON twin is '
                         'written beside it')
+    if args.figures < 0:
+        raise UserError(f'--figures {args.figures}: give a number of grids, '
+                        '0 or more')
     for config in args.configs:  # all of them, before the first long run
         check_config_file(config)
     return args
@@ -240,11 +264,24 @@ def child_env(launcher: str, index: int) -> Dict[str, str]:
     return env
 
 
-def run_one(config: str, work_dir: Path, options: List[str], launcher: str,
-            world_size: int, env: Dict[str, str], rank: int) -> Dict:
-    """One config through tools/test.py: its row of the table (``error``
-    set when it failed). Ranks other than 0 only check the exit status."""
-    row = dict(
+def test_command(config: str, work_dir: Path, launcher: str,
+                 options: List[str], predictions: Optional[str]) -> List[str]:
+    """The tools/test.py command line of one config."""
+    cmd = [
+        sys.executable,
+        str(TEST_TOOL), config, '--work-dir',
+        str(work_dir), '--launcher', launcher
+    ]
+    if predictions:
+        cmd += ['--save-predictions', predictions]
+    if options:
+        cmd += ['--cfg-options', *options]
+    return cmd
+
+
+def empty_row(config: str, work_dir: Path) -> Dict:
+    """A row of the table before its run."""
+    return dict(
         config=Path(config).stem,
         config_file=config,
         source='?',
@@ -263,7 +300,22 @@ def run_one(config: str, work_dir: Path, options: List[str], launcher: str,
         published=None,
         published_source=None,
         auto_classes=False,
+        predictions=None,
         note='')
+
+
+def run_one(config: str,
+            work_dir: Path,
+            options: List[str],
+            launcher: str,
+            world_size: int,
+            env: Dict[str, str],
+            rank: int,
+            save_predictions: bool = False) -> Dict:
+    """One config through tools/test.py: its row of the table (``error``
+    set when it failed; ``predictions``: the folder of its saved
+    predictions). Ranks other than 0 only check the exit status."""
+    row = empty_row(config, work_dir)
     start = time.monotonic()
     try:
         cfg = Config.fromfile(config, import_custom_modules=False)
@@ -280,13 +332,11 @@ def run_one(config: str, work_dir: Path, options: List[str], launcher: str,
 
     work_dir.mkdir(parents=True, exist_ok=True)
     before = {path.name for path in work_dir.iterdir() if path.is_dir()}
-    cmd = [
-        sys.executable,
-        str(TEST_TOOL), config, '--work-dir',
-        str(work_dir), '--launcher', launcher
-    ]
-    if options:
-        cmd += ['--cfg-options', *options]
+    if save_predictions:
+        row['predictions'] = str(work_dir / 'predictions')
+        if rank == 0:  # none of an earlier run's files
+            shutil.rmtree(row['predictions'], ignore_errors=True)
+    cmd = test_command(config, work_dir, launcher, options, row['predictions'])
     tag = 'compare' if rank == 0 else f'compare.rank{rank}'
     stdout_log, stderr_log = (work_dir / f'{tag}.stdout.log',
                               work_dir / f'{tag}.stderr.log')
@@ -400,7 +450,44 @@ def footnote(world_size: int, rows: List[Dict] = ()) -> str:
         'with the mIoU column, where the model is given the classes.')
 
 
-def markdown(rows: List[Dict], world_size: int, options: List[str]) -> str:
+def figures_section(figures: Dict, table: Path) -> List[str]:
+    """Markdown lines linking the figures, relative to the table's folder."""
+
+    def link(path) -> str:
+        return Path(os.path.relpath(path, table.parent)).as_posix()
+
+    first = figures['configs'][0]
+    against = (f'share of pixels whose class differs from {first}\'s'
+               if len(figures['configs']) > 1 else
+               'share of labelled pixels predicted wrong')
+    lines = [
+        '', '## Figures', '',
+        f'Qualitative grids: the {len(figures["grids"])} of '
+        f'{figures["images"]} images where the configs differ most '
+        f'({against}); image, ground truth, then each config.', ''
+    ]
+    lines += [
+        f'{rank}. [{grid["name"]}]({link(grid["file"])}): '
+        f'{100 * grid["disagreement"]:.1f}%'
+        for rank, grid in enumerate(figures['grids'], 1)
+    ]
+    png, svg = figures['chart']
+    lines += [
+        '', f'Per-class IoU of each config against {first}: '
+        f'[PNG]({link(png)}), [SVG]({link(svg)})', ''
+    ]
+    lines += [
+        f'![{grid["name"]}]({link(grid["file"])})' for grid in figures['grids']
+    ]
+    lines += [f'![per-class IoU]({link(png)})']
+    return lines
+
+
+def markdown(rows: List[Dict],
+             world_size: int,
+             options: List[str],
+             figures: Optional[Dict] = None,
+             table: Optional[Path] = None) -> str:
     lines = [
         '| ' + ' | '.join(COLUMNS) + ' |',
         '|' + '|'.join(['---', '---'] + ['---:'] * 8) + '|'
@@ -416,7 +503,61 @@ def markdown(rows: List[Dict], world_size: int, options: List[str]) -> str:
             'Options given to every config: ' + ' '.join(f'`{option}`'
                                                          for option in options)
         ]
+    if figures:
+        lines += figures_section(figures, table)
     return '\n'.join(lines) + '\n'
+
+
+def make_figures(rows: List[Dict], count: int, out: Path) -> Dict:
+    """The grids and the chart from the runs that succeeded, in
+    ``<out stem>_figures/``; {} when no run did."""
+    import ov_eva  # noqa: F401  (compat before mmseg)
+    from ov_eva.figures import write_figures
+    done = [row for row in rows if row['error'] is None]
+    if not done:
+        return {}
+    print(
+        f'figures: reading the predictions of {len(done)} config(s)',
+        flush=True)
+    figures = write_figures([row['predictions'] for row in done],
+                            [row['config'] for row in done],
+                            count,
+                            out.parent / f'{out.stem}_figures',
+                            progress=True)
+    figures['configs'] = [row['config'] for row in done]
+    return figures
+
+
+def write_outputs(args, rows: List[Dict], world_size: int) -> bool:
+    """The figures (``--figures``), then the table and its JSON, which are
+    written whatever happens to the figures; whether the figures failed."""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    figures, failed = {}, False
+    if args.figures:
+        try:
+            figures = make_figures(rows, args.figures, args.out)
+        except Exception as error:  # noqa: B902
+            failed = True
+            print(
+                f'error: --figures: {type(error).__name__}: {error}',
+                file=sys.stderr)
+    text = markdown(rows, world_size, args.cfg_options, figures, args.out)
+    args.out.write_text(text)
+    args.out.with_suffix('.json').write_text(
+        json.dumps(
+            dict(
+                columns=list(COLUMNS),
+                table=table_rows(rows),
+                rows=rows,
+                footnote=footnote(world_size, rows),
+                figures=figures or None,
+                cfg_options=args.cfg_options,
+                launcher=args.launcher,
+                world_size=world_size),
+            indent=2) + '\n')
+    print()
+    print(text)
+    return failed
 
 
 def launcher_rank(launcher: str):
@@ -444,8 +585,9 @@ def main():
     for index, (config, work_dir) in enumerate(
             zip(args.configs, work_dirs(args.configs, root)), 1):
         say(f'[{index}/{total}] {config}: running (log in {work_dir})')
-        row = run_one(config, work_dir, args.cfg_options, args.launcher,
-                      world_size, child_env(args.launcher, index), rank)
+        row = run_one(config, work_dir,
+                      args.cfg_options, args.launcher, world_size,
+                      child_env(args.launcher, index), rank, args.figures > 0)
         rows.append(row)
         if row['error'] is not None:
             say(f'[{index}/{total}] {config}: FAILED after '
@@ -455,25 +597,11 @@ def main():
                 f'{row["duration_s"]:.1f} s, mIoU {row["mIoU"]:.2f}')
     failed = sum(row['error'] is not None for row in rows)
     if rank == 0:
-        text = markdown(rows, world_size, args.cfg_options)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        json_file = args.out.with_suffix('.json')
-        json_file.write_text(
-            json.dumps(
-                dict(
-                    columns=list(COLUMNS),
-                    table=table_rows(rows),
-                    rows=rows,
-                    footnote=footnote(world_size, rows),
-                    cfg_options=args.cfg_options,
-                    launcher=args.launcher,
-                    world_size=world_size),
-                indent=2) + '\n')
-        print()
-        print(text)
-        print(f'wrote {args.out} and {json_file}'
-              f'{f"; {failed} of {total} failed" if failed else ""}')
+        figures_failed = write_outputs(args, rows, world_size)
+        print(f'wrote {args.out} and {args.out.with_suffix(".json")}'
+              f'{f"; {failed} of {total} failed" if failed else ""}'
+              f'{"; the figures failed" if figures_failed else ""}')
+        failed += figures_failed
     # under a launcher rank 0 alone reports: another rank's early exit
     # status 1 would make torchrun stop rank 0 before it writes the table
     sys.exit(1 if failed and rank == 0 else 0)

@@ -14,6 +14,17 @@ perceived terms, merged into synonym groups, plus a background class)::
     python tools/demo.py photo.jpg --classes cat dog grass \
         --vocabulary openai --cfg-options model.vocabulary.model=gpt-4o-mini
 
+Against another config (``--compare``: a config file, or ``base`` for
+the same config without its vocabulary source), each image is segmented
+again with it and ``<stem>_compare.png`` shows the image, that config's
+overlay and this one's side by side in one palette with one legend, the
+pixels whose class changed outlined in magenta (docs/figures.md)::
+
+    python tools/demo.py my_photos/ --classes sky road tree car \
+        --compare base
+    python tools/demo.py photo.jpg --classes cat sofa wall floor \
+        --compare configs/baselines/sclip_vitb16_ade.py
+
 The model is ``configs/oveva_vitb16_ade.py`` (``--config`` picks another)
 with its classes replaced by yours, no background threshold (``prob_thd=0``,
 ``bg_idx=0``; set them with ``--cfg-options``) and the config's vocabulary
@@ -30,6 +41,9 @@ tiff). Per image, in ``--out`` (sub-folders kept)::
                         classes), the size of the image
     <stem>.json         classes, pixel counts and shares, the vocabulary
                         used and its mapping, config and time taken
+    with --compare:
+    <stem>_compare.png  image | the other config's overlay | this one's
+    <stem>_compare_label.png  the other config's class index per pixel
 
 Exit status: 0 when every image was segmented; 1 when some failed (each is
 named, the others are still written); 2 for a mistake in what was given
@@ -105,8 +119,16 @@ def parse_args(argv=None):
         type=float,
         help='--stream: a frame this similar to the previous one reuses its '
         'labels (off by default)')
-    add_cfg_options(parser,
-                    'override config settings, key=value (applied last)')
+    parser.add_argument(
+        '--compare',
+        metavar='CONFIG',
+        help='also segment each image with CONFIG (or "base": --config '
+        'without its vocabulary source) and write <stem>_compare.png, the '
+        'two overlays side by side with the changed pixels outlined; needs '
+        '--classes or --class-file')
+    add_cfg_options(
+        parser, 'override config settings, key=value (applied last, to '
+        'both configs with --compare)')
     add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -259,6 +281,7 @@ def main(argv=None):
         raise UserError(f'--opacity {args.opacity} is outside 0..1')
     check_config_file(args.config, '--config')
     check_options(args.cfg_options, args.config)
+    check_compare(args)
     if args.stream:
         return stream_main(args)
     images, root = find_images(args)
@@ -267,7 +290,7 @@ def main(argv=None):
     import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
     from ov_eva.apis import image_config, init_model
     from ov_eva.memory import reuse_freed_memory
-    from ov_eva.visualization import class_palette, class_records, share_text
+    from ov_eva.visualization import class_palette, class_records
     from ov_eva.vocabulary import FatalVocabularyError
     device = choose_device(args.device)
     cfg = image_config(args.config, classes, args.vocabulary, args.cfg_options)
@@ -297,6 +320,7 @@ def main(argv=None):
     out = Path(args.out).expanduser()
     console = Console(len(images), show_bar=root is not None)
     ok = failed = 0
+    done = []  # (image, output prefix) of the images segmented
     for path, prefix in zip(images, output_stems(images, root, out)):
         try:
             record = segment(model, path, prefix, palette, args.opacity, info)
@@ -309,18 +333,99 @@ def main(argv=None):
             console.say(f'error: {path}: {error}; skipped', error=True)
         else:
             ok += 1
-            present = record['present']
-            shares = ', '.join(f'{c["name"]} {share_text(c["share"])}'
-                               for c in present[:10])
-            if len(present) > 10:
-                shares += f', +{len(present) - 10} more'
+            done.append((path, prefix))
             console.say(f'{path} -> {record["outputs"]["overlay"]} '
-                        f'({shares})')
+                        f'({shares_text(record["present"])})')
         console.step()
     console.close()
+    if args.compare and done:
+        del model  # one model at a time
+        failed += compare_main(args, done, classes, device, info)
     print(f'{ok} ok, {failed} failed, of {len(images)} image(s); '
           f'outputs in {out}')
     return 1 if failed else 0
+
+
+def shares_text(present) -> str:
+    """'wall 40.8%, tree 37.4%, ...' of the ten largest classes present."""
+    from ov_eva.visualization import share_text
+    shares = ', '.join(f'{c["name"]} {share_text(c["share"])}'
+                       for c in present[:10])
+    if len(present) > 10:
+        shares += f', +{len(present) - 10} more'
+    return shares
+
+
+def check_compare(args) -> None:
+    """``--compare``: ``base`` or a config file, with the classes given; not
+    with ``--stream``."""
+    if args.compare is None:
+        return
+    if args.stream:
+        raise UserError('--compare works on images, not with --stream')
+    if args.classes is None and args.class_file is None:
+        raise UserError('--compare needs the same classes for both configs: '
+                        'give --classes or --class-file')
+    if args.compare != 'base':
+        check_config_file(args.compare, '--compare')
+
+
+def compare_main(args, done, classes, device, info) -> int:
+    """``--compare``: the segmented images again with the other config, a
+    grid of its overlay beside this one's; the number that failed."""
+    from mmseg.apis import inference_model
+
+    from ov_eva.apis import image_config, init_model
+    from ov_eva.figures import changed_outline, draw_grid
+    from ov_eva.vocabulary.base import read_rgb
+    if args.compare == 'base':
+        cfg = image_config(args.config, classes, 'none', args.cfg_options)
+        name = f'{Path(args.config).stem} without vocabulary'
+        title = f'base\n{name}'
+    else:
+        cfg = image_config(args.compare, classes, None, args.cfg_options)
+        title = name = Path(args.compare).stem
+    mine = f'{Path(args.config).stem}\nvocabulary: ' \
+        f'{info["vocabulary_source"] or "none"}'
+    model = init_model(cfg, device)
+    source = model.vocabulary
+    print(f'--compare: {name} (vocabulary: '
+          f'{type(source).__name__ if source is not None else "none"})')
+    names = [c[0] for c in model.classes]
+    failed = 0
+    for path, prefix in done:
+        record_file = prefix.with_name(f'{prefix.name}.json')
+        try:
+            other = inference_model(
+                model, str(path)).pred_sem_seg.data[0].cpu().numpy()
+            label_file = prefix.with_name(f'{prefix.name}_label.png')
+            with Image.open(label_file) as picture:
+                label = np.asarray(picture)
+            grid = prefix.with_name(f'{prefix.name}_compare.png')
+            draw_grid(
+                read_rgb(path), [(title, other), (mine, label)],
+                names,
+                grid,
+                outline=changed_outline(other, label))
+            other_file = prefix.with_name(f'{prefix.name}_compare_label.png')
+            Image.fromarray(other.astype(label.dtype)).save(other_file)
+            changed = 100.0 * float(np.mean(other != label))
+            record = json.loads(record_file.read_text())
+            record['compare'] = dict(
+                config=args.compare,
+                vocabulary_source=None
+                if source is None else type(source).__name__,
+                changed_share=round(changed, 4),
+                outputs=dict(grid=str(grid), label=str(other_file)))
+            record_file.write_text(json.dumps(record, indent=2, default=str))
+        except Exception as error:
+            failed += 1
+            print(
+                f'error: {path}: --compare: {error}; skipped', file=sys.stderr)
+        else:
+            print(f'{path} -> {grid} ({changed:.1f}% of the pixels changed '
+                  'class)')
+    return failed
 
 
 def stream_main(args):

@@ -5,6 +5,7 @@ the CLIP weights come from ``model.clip.pretrained``. Examples::
 
     python tools/test.py configs/oveva_vitb16_ade.py
     python tools/test.py configs/oveva_vitb16_voc21.py --tta --show-dir vis
+    python tools/test.py configs/oveva_vitb16_ade.py --save-predictions preds
     python -m torch.distributed.run --nproc_per_node 2 tools/test.py \
         configs/oveva_vitb16_ade.py --launcher pytorch
 """
@@ -26,7 +27,15 @@ def parse_args():
         '(e.g. one written by tools/export_checkpoint.py)')
     parser.add_argument('--work-dir', help='where metrics and logs go')
     parser.add_argument(
-        '--out', help='directory to save predictions for offline evaluation')
+        '--out',
+        help="directory to save predictions in the dataset's label format "
+        "(mmseg's IoUMetric output_dir: +1 with reduce_zero_label, uint8)")
+    parser.add_argument(
+        '--save-predictions',
+        metavar='DIR',
+        help='save each image\'s predicted class indices and its ground '
+        'truth as label PNGs, and DIR/index.json (SavePredictionsHook; what '
+        'tools/compare.py --figures reads)')
     parser.add_argument(
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
@@ -78,6 +87,10 @@ def build_config(args) -> Config:
         cfg.test_dataloader.dataset.skip_corrupt = True
     if args.out is not None:
         cfg.test_evaluator.update(output_dir=args.out, keep_results=True)
+    if args.save_predictions is not None:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='SavePredictionsHook', out_dir=args.save_predictions)
+        ]
     return cfg
 
 

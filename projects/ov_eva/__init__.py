@@ -16,7 +16,8 @@ from .datasets import (ADE20K847Dataset, ClassFileSegDataset,  # noqa: E402
                        COCOObjectDataset, LoadWideAnnotations,
                        PascalContext459Dataset, PascalVOC20Dataset)
 from .head import OVEVAHead  # noqa: E402
-from .hooks import DatasetClassesHook, VocabularyPrefetchHook  # noqa: E402
+from .hooks import (DatasetClassesHook, SavePredictionsHook,  # noqa: E402
+                    VocabularyPrefetchHook)
 from .preflight import install as _install_preflight  # noqa: E402
 from .registry import MASK_SOURCES, VOCABULARIES  # noqa: E402
 from .segmentor import OVEVASegmentor  # noqa: E402
@@ -36,5 +37,5 @@ __all__ = [
     'VocabularyPrefetchHook', 'VOCABULARIES', 'ClassFileSegDataset',
     'DatasetClassesHook', 'BACKENDS', 'CorrCLIPEncoder', 'MASK_SOURCES',
     'LoadRegionMasks', 'PackOVEVAInputs', 'ADE20K847Dataset',
-    'PascalContext459Dataset', 'LoadWideAnnotations'
+    'PascalContext459Dataset', 'LoadWideAnnotations', 'SavePredictionsHook'
 ]

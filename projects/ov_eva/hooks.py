@@ -1,8 +1,12 @@
 """Runner hooks: the model's classes against the test dataset's, and the
 vocabulary cache filled before the test loop."""
+import json
 import logging
+import os
 from typing import Optional
 
+import cv2
+import numpy as np
 from mmengine.dist import (all_gather_object, barrier, get_dist_info,
                            is_distributed)
 from mmengine.hooks import Hook
@@ -170,3 +174,72 @@ class VocabularyPrefetchHook(Hook):
             barrier()
         self.summary = summary
         print_log(summary.format(), logger='current')
+
+
+@HOOKS.register_module()
+class SavePredictionsHook(Hook):
+    """Each test image's predicted class indices and its ground truth as
+    label PNGs (uint8; uint16 beyond 255 classes or a wide ignore index),
+    in the model's class order with no offset: ``<out_dir>/pred/<name>.png``
+    and ``<out_dir>/gt/<name>.png``, where ``<name>`` is the image's path
+    under the dataset's image folder, ``/`` as ``__``, without suffix. After
+    the loop ``<out_dir>/index.json`` lists the classes, the ignore index
+    and each image (``name``, ``image``: its path). ``tools/test.py
+    --save-predictions DIR`` adds it; ``tools/compare.py --figures`` reads
+    it. mmseg's ``--out`` (``IoUMetric.output_dir``) writes the dataset's
+    own label format instead (+1 with ``reduce_zero_label``, uint8 only).
+
+    Args:
+        out_dir: the folder (made if missing).
+    """
+    priority = 'LOW'
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.images = []
+
+    def before_test(self, runner) -> None:
+        for sub in ('pred', 'gt'):
+            os.makedirs(os.path.join(self.out_dir, sub), exist_ok=True)
+        self.images = []
+        dataset = runner.test_dataloader.dataset
+        self.image_root = dataset.data_prefix.get('img_path', '')
+
+    def _name(self, image_path: str) -> str:
+        relative = os.path.relpath(image_path, self.image_root) \
+            if self.image_root else os.path.basename(image_path)
+        if relative.startswith('..'):
+            relative = os.path.basename(image_path)
+        return os.path.splitext(relative)[0].replace(os.sep, '__')
+
+    def after_test_iter(self,
+                        runner,
+                        batch_idx: int,
+                        data_batch=None,
+                        outputs=None) -> None:
+        for sample in outputs or []:
+            name = self._name(sample.img_path)
+            pred = sample.pred_sem_seg.data[0].cpu().numpy()
+            files = [('pred', pred)]
+            if 'gt_sem_seg' in sample:
+                files.append(('gt', sample.gt_sem_seg.data[0].cpu().numpy()))
+            for sub, label in files:
+                dtype = np.uint8 if label.max(initial=0) < 256 else np.uint16
+                cv2.imwrite(
+                    os.path.join(self.out_dir, sub, f'{name}.png'),
+                    label.astype(dtype))
+            self.images.append(dict(name=name, image=sample.img_path))
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        images = self.images
+        if is_distributed():
+            images = [i for part in all_gather_object(images) for i in part]
+        if get_dist_info()[0] != 0:
+            return
+        dataset = runner.test_dataloader.dataset
+        index = dict(
+            classes=list(dataset.metainfo.get('classes') or []),
+            ignore_index=_ignore_index(runner),
+            images=sorted(images, key=lambda i: i['name']))
+        with open(os.path.join(self.out_dir, 'index.json'), 'w') as f:
+            json.dump(index, f, indent=1)

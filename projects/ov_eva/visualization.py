@@ -18,8 +18,8 @@ def class_palette(num_classes: int) -> np.ndarray:
     bytes are nudged apart, so every class has its own."""
     k = np.arange(num_classes)
     hue = (k * 0.618033988749895) % 1.0 * 6
-    saturation = np.array([0.45, 0.65, 0.85])[k % 3]
-    value = np.array([0.98, 0.88])[k % 2]
+    saturation = np.array([0.35, 0.5, 0.65])[k % 3]
+    value = np.array([0.98, 0.92])[k % 2]
     # HSV -> RGB (colorsys's formula, vectorised)
     sector, frac = np.floor(hue).astype(int) % 6, hue - np.floor(hue)
     p, q = value * (1 - saturation), value * (1 - saturation * frac)
@@ -60,20 +60,37 @@ def legend_font(image_height: int):
         return ImageFont.load_default()
 
 
-def draw_overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray,
-                 rows, opacity: float) -> Image.Image:
-    """The image with the prediction blended in, and on its right a legend
-    panel: one row (swatch, name, share) per class present."""
+def blend_labels(image: np.ndarray,
+                 label: np.ndarray,
+                 palette: np.ndarray,
+                 opacity: float,
+                 ignore_index: int = None) -> np.ndarray:
+    """(H, W, 3) uint8: the image with each class's colour blended in and
+    each region outlined in its colour (so it reads over any photo);
+    pixels labelled ``ignore_index`` keep the photo, greyed."""
     height, width = label.shape
+    ignored = None if ignore_index is None else label == ignore_index
+    if ignored is not None and ignored.any():
+        label = np.where(ignored, 0, label)
     # uint8 blending (rounded, saturated): a float copy of a 48-megapixel
     # photo would cost 0.6 GB a channel-stack
     colours = palette[label]
     blended = cv2.addWeighted(
         np.ascontiguousarray(image), 1 - opacity, colours, opacity, 0)
-    # each region outlined in its colour, so it reads over any photo
     edges = region_edges(label, max(1, round(min(height, width) / 300)))
     blended[edges] = colours[edges]
-    blended = Image.fromarray(blended)
+    if ignored is not None and ignored.any():
+        grey = image[ignored].mean(axis=-1, keepdims=True) * 0.6
+        blended[ignored] = grey.astype(np.uint8)
+    return blended
+
+
+def draw_overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray,
+                 rows, opacity: float) -> Image.Image:
+    """The image with the prediction blended in, and on its right a legend
+    panel: one row (swatch, name, share) per class present."""
+    height, width = label.shape
+    blended = Image.fromarray(blend_labels(image, label, palette, opacity))
     font = legend_font(height)
     measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
     box = measure.textbbox((0, 0), 'Hg', font=font)
