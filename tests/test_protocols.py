@@ -8,10 +8,13 @@ from conftest import REPO, TINY, TINY_VFM, run_cli, shared_data
 from mmengine.config import Config
 
 TABLE = Config.fromfile(str(REPO / 'configs/_base_/protocols.py')).protocol
-METHODS = ('maskclip', 'sclip', 'clearclip', 'naclip', 'proxyclip', 'corrclip')
+METHODS = ('maskclip', 'sclip', 'clearclip', 'naclip', 'proxyclip', 'corrclip',
+           'corrclipv2')
 CLIP_ONLY = ('maskclip', 'sclip', 'clearclip', 'naclip')
 # the official CLIP of each method's protocol
-WEIGHTS = dict(corrclip=('ViT-B-16-quickgelu', 'metaclip_fullcc'))
+WEIGHTS = dict(
+    corrclip=('ViT-B-16-quickgelu', 'metaclip_fullcc'),
+    corrclipv2=('ViT-B-16-quickgelu', 'metaclip_fullcc'))
 # larger CLIPs of the best base, as its official code lists them
 LARGER = dict(
     vitl14=('ViT-L-14', 'openai'), vith14=('ViT-H-14', 'laion2b_s32b_b79k'))
@@ -71,7 +74,8 @@ def test_the_table_covers_every_method_and_dataset():
              f'corrclip_{t}_{d}.py'
              for t in ('vitl14', 'vith14')
              for d in DATASETS
-         }
+         } | {f'corrclipv2_vitl14_{d}.py'
+              for d in DATASETS}
 
 
 @pytest.mark.parametrize('method', METHODS)

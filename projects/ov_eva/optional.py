@@ -4,7 +4,12 @@ ImportError that names the extra of ``ov-eva`` that brings it (setup.cfg's
 import importlib
 
 # top-level module -> the extra that installs it
-EXTRAS = {'openai': 'openai', 'transformers': 'hf', 'gradio': 'app'}
+EXTRAS = {
+    'openai': 'openai',
+    'transformers': 'hf',
+    'gradio': 'app',
+    'faiss': 'faiss'
+}
 
 
 def require(module: str, purpose: str):
