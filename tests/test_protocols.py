@@ -94,7 +94,8 @@ def test_leaves_show_the_matrix_instead_of_repeating_it():
     baseline and what differs): at most 8 code lines each, so the median
     over configs/baselines/*.py and configs/oveva_*.py stays at most 8."""
     sizes = {p.relative_to(REPO): code_lines(p) for p in MATRIX_LEAVES}
-    assert len(sizes) == len(DATASETS) * (len(METHODS) + 4 + 5)
+    # + 3: the CorrCLIPv2 ViT-L/14 baselines, OV-EVA on CorrCLIPv2 B and L
+    assert len(sizes) == len(DATASETS) * (len(METHODS) + 4 + 5 + 3)
     assert statistics.median(sizes.values()) <= MAX_CODE_LINES
     too_long = {str(p): n for p, n in sizes.items() if n > MAX_CODE_LINES}
     assert not too_long, f'leaves over {MAX_CODE_LINES} code lines'

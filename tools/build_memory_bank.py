@@ -40,6 +40,18 @@ def parse_args():
         '--mask-model',
         help='tag of the masks folder masks/NAME/TAG (default: the type '
         'of model.clip.masks, e.g. files or sam2)')
+    parser.add_argument(
+        '--short-side',
+        type=int,
+        default=448,
+        help='CLIP stores: the short side images are rescaled to (the '
+        'official --slide_short, default 448)')
+    parser.add_argument(
+        '--crop',
+        type=int,
+        default=336,
+        help='CLIP stores: the sliding window (the official --slide_crop, '
+        'default 336; stride 112)')
     add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
@@ -56,6 +68,11 @@ def check_args(args) -> None:
     check_options(args.cfg_options, args.config)
     if not Path(args.images).expanduser().is_dir():
         raise UserError(f'--images {args.images!r} is not a folder')
+    sizes = (('--short-side', args.short_side), ('--crop', args.crop))
+    for flag, value in sizes:
+        if value < 1:
+            raise UserError(f'{flag} {value}: give a positive number of '
+                            'pixels')
     if not args.name or any(c in args.name for c in '/\\_ '):
         raise UserError(f'--name {args.name!r}: give a plain name without '
                         "'/', '_' or spaces (it starts every file name)")
@@ -148,15 +165,19 @@ def build(args, cfg, backend, rank, world, device) -> None:
         encoders.append((bank['aux'], backend.aux))
     steps = [(f'clip {name}', layout.clip_store(name), tower)
              for name, tower in encoders]
-    steps.append((f'vfm {backend.vfm.type}',
-                  layout.vfm_store(backend.vfm.type), None))
+    steps.append(
+        (f'vfm {backend.vfm.type}', layout.vfm_store(backend.vfm.type), None))
     for what, path, tower in steps:  # steps 3 and 4
         if tower is None:
             regions = partial(bb.vfm_regions, backend.vfm.to(device), device)
             dim = None
         else:
             encoder = bb.store_encoder(tower, bank['store_dino'])
-            regions = partial(bb.clip_regions, encoder)
+            regions = partial(
+                bb.clip_regions,
+                encoder,
+                short_side=args.short_side,
+                crop=args.crop)
             dim = tower.embed_dim
         if dim is None:  # the VFM's: from its features of one image
             probe = backend.vfm(bb.read_rgb(str(images[0])), device)

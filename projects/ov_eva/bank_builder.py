@@ -21,6 +21,7 @@ processes of a distributed launch (``rank::world``).
 """
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Callable, List, Sequence
 
@@ -34,6 +35,10 @@ from . import windows
 from .backends.corrclipv2 import CorrCLIPStoreEncoder, read_rgb
 from .clip_encoder import CLIPTower
 
+# Kill-and-resume test hook: the process SIGKILLs itself after writing this
+# many images' rows (counted over all stores), as a crash would leave it.
+KILL_AFTER_ENV = 'OV_EVA_BANK_KILL_AFTER'
+_written = [0]
 # the official builder's settings (generate_clip_embeddings.py)
 SHORT_SIDE, CROP, STRIDE = 448, 336, 112
 CLIP_MEAN_255 = (122.771, 116.746, 104.094)
@@ -69,12 +74,16 @@ def make_masks(source, images: Sequence[Path], folder: Path,
 
 def store_encoder(tower: CLIPTower, dino: dict) -> CorrCLIPStoreEncoder:
     """The store's CorrCLIP on ``tower``'s CLIP (its loaded weights)."""
-    encoder = CorrCLIPStoreEncoder(
-        name=tower.name,
-        pretrained=None,
-        quick_gelu=tower.quick_gelu,
-        autocast=tower.autocast,
-        dino=dict(dino))
+    # a fixed seed: random (test) DINO weights do not depend on which
+    # stores a run builds, so a resumed build equals an uninterrupted one
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        encoder = CorrCLIPStoreEncoder(
+            name=tower.name,
+            pretrained=None,
+            quick_gelu=tower.quick_gelu,
+            autocast=tower.autocast,
+            dino=dict(dino))
     CLIPTower.load_pretrained(tower)  # the CLIP alone, not the bank
     encoder.model.load_state_dict(tower.model.state_dict())
     encoder.load_pretrained()  # DINO's
@@ -82,14 +91,20 @@ def store_encoder(tower: CLIPTower, dino: dict) -> CorrCLIPStoreEncoder:
 
 
 @torch.no_grad()
-def clip_regions(encoder: CorrCLIPStoreEncoder, image: np.ndarray,
-                 labels: Tensor, values: Tensor) -> Tensor:
+def clip_regions(encoder: CorrCLIPStoreEncoder,
+                 image: np.ndarray,
+                 labels: Tensor,
+                 values: Tensor,
+                 short_side: int = SHORT_SIDE,
+                 crop: int = CROP) -> Tensor:
     """(R, D) L2-normalised CLIP features of the regions ``values`` of
-    ``labels`` (at the image's size)."""
+    ``labels`` (at the image's size): the image rescaled to ``short_side``
+    (the official ``--slide_short``), windows of ``crop`` (``--slide_crop``)
+    at stride 112."""
     import mmcv
     device = encoder.model.logit_scale.device
     scaled = mmcv.imrescale(
-        image, (2048, SHORT_SIDE), interpolation='bilinear', backend='cv2')
+        image, (2048, short_side), interpolation='bilinear', backend='cv2')
     pixels = torch.from_numpy(np.ascontiguousarray(scaled)).to(device)
     mean = torch.tensor(CLIP_MEAN_255, device=device)[:, None, None]
     std = torch.tensor(CLIP_STD_255, device=device)[:, None, None]
@@ -99,7 +114,7 @@ def clip_regions(encoder: CorrCLIPStoreEncoder, image: np.ndarray,
         labels[None, None].float(), size=pixels.shape[-2:],
         mode='nearest').int()
     feats = windows.slide(lambda x, g: encoder(x, g), encoder.fit, pixels,
-                          guides, (CROP, CROP), (STRIDE, STRIDE), 1)
+                          guides, (crop, crop), (STRIDE, STRIDE), 1)
     return F.normalize(mb.region_means(feats, labels, values), dim=-1)
 
 
@@ -130,6 +145,9 @@ def fill_store(store: mb.SlotStore, rows, paths: dict, mask_dir: Path,
         labels = torch.from_numpy(mb.label_map(mask))
         feats = regions(image, labels, values)
         store.write(first, feats)
+        _written[0] += 1
+        if _written[0] == int(os.environ.get(KILL_AFTER_ENV, 0)):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_vfm_record(layout: mb.BankLayout, identity: dict) -> None:

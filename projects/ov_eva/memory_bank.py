@@ -336,17 +336,15 @@ def region_means(features: Tensor,
                  normalize_pixels: bool = False,
                  chunk: int = 128) -> Tensor:
     """(R, C) mean of the (1, C, h, w) ``features``, bilinearly resized to
-    the (H, W) ``labels``' size, over the pixels of each label of
-    ``values``; ``normalize_pixels``: L2-normalise every pixel's feature
-    first. Channels go ``chunk`` at a time, so memory stays at
+    the (H, W) ``labels``' size, over the pixels of each label of the
+    increasing ``values``; ``normalize_pixels``: L2-normalise every
+    pixel's feature first. Channels go ``chunk`` at a time, so memory stays at
     ``chunk * H * W`` floats whatever C is."""
     size = tuple(labels.shape[-2:])
     channels = features.shape[1]
-    index = torch.full(size, -1, dtype=torch.long, device=labels.device)
-    for k, value in enumerate(values.tolist()):
-        index[labels == value] = k
-    index = index.flatten()
-    keep = index >= 0
+    flat = labels.flatten().to(values.dtype)
+    index = torch.searchsorted(values, flat).clamp_max(len(values) - 1)
+    keep = values[index] == flat  # other labels' pixels: in no region
     index = index[keep]
     counts = torch.bincount(index, minlength=len(values)).float()
 

@@ -133,7 +133,8 @@ class DenseVFM(torch.nn.Module):
     def forward(self, image: np.ndarray, device) -> Tensor:
         """(H, W, 3) uint8 RGB -> (1, C, h, w) float32 features."""
         self.load()
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+        # a copy: torch wants a writable array
+        pixels = torch.from_numpy(np.array(image)).to(device)
         pixels = pixels.permute(2, 0, 1)[None].float() / 255.0
         height, width = pixels.shape[-2:]
         if self.kind == 'radio':
@@ -154,6 +155,12 @@ class DenseVFM(torch.nn.Module):
             pixels = F.interpolate(
                 pixels, size, mode='bilinear', align_corners=False)
         return vfm_features(self.dino, pixels).float()
+
+
+def describe_vfm(identity: dict) -> str:
+    """'dinov2 facebook/dinov2-... (weights W)' of a VFM record."""
+    return (f"{identity['type']} {identity['name']!r} "
+            f"(weights {identity['weights']!r})")
 
 
 def read_rgb(path: str, exif: bool = False) -> np.ndarray:
@@ -261,9 +268,11 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
         mine = self.vfm_identity()
         if record is not None and record != mine:
             raise ValueError(
-                f'memory bank {self.bank["name"]!r} was built with VFM '
-                f'{record} and model.clip.vfm is {mine}: retrieval needs '
-                'the same VFM; change model.clip.vfm or rebuild the bank')
+                f'memory bank {self.bank["name"]!r} ({str(path)!r}) was '
+                f'built with VFM {describe_vfm(record)}, model.clip.vfm is '
+                f'{describe_vfm(mine)}: set model.clip.vfm.name='
+                f'{record["name"]} (and its weights) or rebuild the bank '
+                'with this VFM (tools/build_memory_bank.py)')
         index = mb.BankIndex(path)
         stores = dict(
             main=mb.open_store(
@@ -329,6 +338,10 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
         regions = []
         for i, sample in enumerate(samples):
             meta = sample.metainfo
+            if meta.get('img_path') is None:
+                raise ValueError(
+                    'CorrCLIPv2 reads each image file for its VFM features, '
+                    'as the official code: give image paths, not arrays')
             height, width = meta.get('img_shape', inputs.shape[-2:])[:2]
             feats = self.vfm(read_rgb(meta['img_path']), inputs.device)
             feats = F.normalize(

@@ -1,0 +1,9 @@
+# CorrCLIPv2 on ADE20K-847, MetaCLIP ViT-L/14 (CorrCLIPv2-L: the bank's
+# metaclip_l store)
+_base_ = ['./corrclipv2_vitb16_ade847.py']
+model = dict(
+    clip=dict(
+        name='ViT-L-14-quickgelu',
+        pretrained='metaclip_fullcc',
+        bank=dict(main='metaclip_l')))
+protocol = dict(model=model)  # the saved row names the CLIP it runs
