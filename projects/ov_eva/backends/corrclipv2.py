@@ -233,9 +233,10 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
 
     @property
     def retrieval(self):
-        """What the segmentor asks for support (``retrieve``,
-        ``fuse_support``); None without a bank."""
-        return self if self.bank['enabled'] else None
+        """What the segmentor asks for the logits (``supported_logits``):
+        the VFM features of every image ride with the windows, and with a
+        bank the support is fused."""
+        return self
 
     def load_pretrained(self) -> None:
         CLIPTower.load_pretrained(self)
@@ -355,7 +356,8 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
                     (len(samples), feats.shape[1], *inputs.shape[-2:]))
             full[i, :, :height, :width] = feats[0]
             labels = guides[i, 0, :height, :width]
-            regions.append(self.support(feats, labels))
+            if self.bank['enabled']:
+                regions.append(self.support(feats, labels))
         return Support(torch.cat([guides.to(full), full], dim=1), regions)
 
     def support(self, feats: Tensor, labels: Tensor):
@@ -399,6 +401,8 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
         then ``fuse_support``."""
         support = self.retrieve(inputs, samples, guides)
         logits = segmentor.inference(inputs, text, support.guides)
+        if not self.bank['enabled']:  # the official use_support_embedding
+            return logits
         aux_text = None
         if self.aux is not None:
             # the same texts and templates as the class bank's (the
