@@ -336,6 +336,22 @@ __published = dict(
         cityscapes=58.7,
         ade847=11.7,
         context459=16.8))
+# CorrCLIPv2-L (configs/baselines/corrclipv2_vitl14_*: the row's
+# published_vitl14 and published_source_vitl14)
+__published_vitl14 = dict(
+    corrclipv2=dict(
+        source='https://github.com/zdk258/CorrCLIP/tree/103bc18/CorrCLIPv2'
+        ' (README, Results, MetaCLIP ViT-L/14, CorrCLIPv2-L, Bank COCO)',
+        voc21=82.3,
+        voc20=93.2,
+        context60=51.1,
+        context59=56.8,
+        coco_object=58.0,
+        coco_stuff171=39.1,
+        ade=36.5,
+        cityscapes=59.2,
+        ade847=14.9,
+        context459=18.6))
 for __scores in __published.values():  # only CorrCLIPv2 reports these two
     __scores.setdefault('ade847', None)
     __scores.setdefault('context459', None)
@@ -376,7 +392,15 @@ def _row(method, dataset):
             stride=(window[1], window[1]))
         if 'batch_windows' in spec:
             test_cfg['batch_windows'] = spec['batch_windows']
+    large = __published_vitl14.get(method)
+    if large is not None:  # the ViT-L/14 leaves' published numbers
+        extra = dict(
+            published_vitl14=large[dataset],
+            published_source_vitl14=large['source'])
+    else:
+        extra = {}
     return dict(
+        **extra,
         method=method,
         dataset=dataset,
         short_side=short_side,
