@@ -328,8 +328,7 @@ def build_base(path, options, vfm, device, masks=None, bank_regions=0):
                 cfg.model.clip[key].name = vfm
                 if 'type' in cfg.model.clip[key]:  # CorrCLIPv2's: by name
                     cfg.model.clip[key].type = 'dinov2'
-    if 'bank' in cfg.model.clip:  # CorrCLIPv2: a random DFN-sized aux CLIP
-        cfg.model.clip.aux_clip = dict(name='ViT-B-16', pretrained=None)
+
     if 'masks' in cfg.model.clip and masks:
         # region masks: a folder of .npz, or a SAM2 generating them every
         # time (no cache) so that their cost is measured
@@ -339,8 +338,11 @@ def build_base(path, options, vfm, device, masks=None, bank_regions=0):
             not model_folder else dict(
                 type='sam2', name=masks, pretrained=None, cache_dir=False)
     cfg.merge_from_dict(options)
-    if 'bank' in cfg.model.clip and bank_regions:
-        synthetic_bank(cfg, bank_regions)
+    if 'bank' in cfg.model.clip:  # CorrCLIPv2: a random aux CLIP, its size
+        cfg.model.clip.aux_clip = dict(name=cfg.model.clip.name,
+                                       pretrained=None)
+        if bank_regions:
+            synthetic_bank(cfg, bank_regions)
     set_random_seed(0)
     model = init_model(cfg, device=device)
     timer = StageTimer(device)
