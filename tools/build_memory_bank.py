@@ -128,9 +128,21 @@ def main():
     build(args, cfg, backend, rank, world, device)
 
 
-def build(args, cfg, backend, rank, world, device) -> None:
+def region_features(args, backend, tower, device):
+    """``regions(image, labels, values)`` of a store: the CLIP store of
+    ``tower`` (CorrCLIP features with the bank's DINO), or the VFM's
+    (``tower`` None)."""
     from functools import partial
 
+    from ov_eva import bank_builder as bb
+    if tower is None:
+        return partial(bb.vfm_regions, backend.vfm.to(device), device)
+    encoder = bb.store_encoder(tower, backend.bank['store_dino'])
+    return partial(
+        bb.clip_regions, encoder, short_side=args.short_side, crop=args.crop)
+
+
+def build(args, cfg, backend, rank, world, device) -> None:
     from tqdm import tqdm
 
     from ov_eva import bank_builder as bb
@@ -168,23 +180,14 @@ def build(args, cfg, backend, rank, world, device) -> None:
     steps.append(
         (f'vfm {backend.vfm.type}', layout.vfm_store(backend.vfm.type), None))
     for what, path, tower in steps:  # steps 3 and 4
-        if tower is None:
-            regions = partial(bb.vfm_regions, backend.vfm.to(device), device)
-            dim = None
+        if tower is None:  # the VFM's dimension: its features of one image
+            dim = backend.vfm(bb.read_rgb(str(images[0])), device).shape[1]
         else:
-            encoder = bb.store_encoder(tower, bank['store_dino'])
-            regions = partial(
-                bb.clip_regions,
-                encoder,
-                short_side=args.short_side,
-                crop=args.crop)
             dim = tower.embed_dim
-        if dim is None:  # the VFM's: from its features of one image
-            probe = backend.vfm(bb.read_rgb(str(images[0])), device)
-            dim = probe.shape[1]
         store = mb.SlotStore(path, total, dim)
         if store.complete():
             continue
+        regions = region_features(args, backend, tower, device)
         if rank == 0:
             store.create()
         barrier(world)
