@@ -60,16 +60,27 @@ def test_benchmark_puts_bases_side_by_side():
 
 
 def test_benchmark_times_corrclip_stages():
-    """--bases with CorrCLIP (tiny CLIP, DINO and SAM2): its VFM tower,
-    correlation, CLIP branches and mask generation (SAM2 run on the image)
-    with their shares, and its ratio to NACLIP."""
+    """--bases with CorrCLIP and CorrCLIPv2 (tiny CLIP, DINO and SAM2): the
+    VFM tower, correlation, CLIP branches and mask generation (SAM2 run on
+    the image) with their shares, CorrCLIPv2's retrieval from a synthetic
+    bank, and the ratios to NACLIP."""
     out = run_cli('tools/benchmark.py', '--bases',
                   'configs/baselines/naclip_vitb16_voc20.py',
-                  'configs/baselines/corrclip_vitb16_voc20.py', '--vfm',
+                  'configs/baselines/corrclip_vitb16_voc20.py',
+                  'configs/baselines/corrclipv2_vitb16_voc20.py', '--vfm',
                   'ov-eva-tiny-dino', '--masks', 'ov-eva-tiny-sam2',
-                  '--images', '1', '--rounds', '1', '--cfg-options',
-                  'model.clip.name=ov-eva-tiny12', NO_PAMR)
-    corr = out.stdout.split('corrclip_vitb16_voc20: ')[1]
+                  '--bank-regions', '2000', '--images', '1', '--rounds', '1',
+                  '--cfg-options', 'model.clip.name=ov-eva-tiny12', NO_PAMR)
+    corr, v2 = out.stdout.split('corrclip_vitb16_voc20: ')[1].split(
+        'corrclipv2_vitb16_voc20: ')
+    for stage in ('VFM tower', 'retrieval (pool, search, read stores)',
+                  'CLIP tower (three branches)', 'support fusion',
+                  'mask generation'):
+        assert re.search(rf'^  {re.escape(stage)} +[\d.]+ ms/image', v2,
+                         re.M), stage
+    assert re.search(
+        r'^ratio corrclipv2_vitb16_voc20/naclip_vitb16_voc20: [\d.]+$',
+        out.stdout, re.M)
     shares = {}
     for stage in ('mask generation', 'VFM tower', 'correlation',
                   'CLIP tower (three branches)'):

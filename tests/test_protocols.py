@@ -8,10 +8,13 @@ from conftest import REPO, TINY, TINY_VFM, run_cli, shared_data
 from mmengine.config import Config
 
 TABLE = Config.fromfile(str(REPO / 'configs/_base_/protocols.py')).protocol
-METHODS = ('maskclip', 'sclip', 'clearclip', 'naclip', 'proxyclip', 'corrclip')
+METHODS = ('maskclip', 'sclip', 'clearclip', 'naclip', 'proxyclip', 'corrclip',
+           'corrclipv2')
 CLIP_ONLY = ('maskclip', 'sclip', 'clearclip', 'naclip')
 # the official CLIP of each method's protocol
-WEIGHTS = dict(corrclip=('ViT-B-16-quickgelu', 'metaclip_fullcc'))
+WEIGHTS = dict(
+    corrclip=('ViT-B-16-quickgelu', 'metaclip_fullcc'),
+    corrclipv2=('ViT-B-16-quickgelu', 'metaclip_fullcc'))
 # larger CLIPs of the best base, as its official code lists them
 LARGER = dict(
     vitl14=('ViT-L-14', 'openai'), vith14=('ViT-H-14', 'laion2b_s32b_b79k'))
@@ -71,7 +74,8 @@ def test_the_table_covers_every_method_and_dataset():
              f'corrclip_{t}_{d}.py'
              for t in ('vitl14', 'vith14')
              for d in DATASETS
-         }
+         } | {f'corrclipv2_vitl14_{d}.py'
+              for d in DATASETS}
 
 
 @pytest.mark.parametrize('method', METHODS)
@@ -90,7 +94,8 @@ def test_leaves_show_the_matrix_instead_of_repeating_it():
     baseline and what differs): at most 8 code lines each, so the median
     over configs/baselines/*.py and configs/oveva_*.py stays at most 8."""
     sizes = {p.relative_to(REPO): code_lines(p) for p in MATRIX_LEAVES}
-    assert len(sizes) == len(DATASETS) * (len(METHODS) + 4 + 5)
+    # + 3: the CorrCLIPv2 ViT-L/14 baselines, OV-EVA on CorrCLIPv2 B and L
+    assert len(sizes) == len(DATASETS) * (len(METHODS) + 4 + 5 + 3)
     assert statistics.median(sizes.values()) <= MAX_CODE_LINES
     too_long = {str(p): n for p, n in sizes.items() if n > MAX_CODE_LINES}
     assert not too_long, f'leaves over {MAX_CODE_LINES} code lines'

@@ -31,7 +31,12 @@ base's peak memory, then ``ratio <base>/<first base>: X.XX`` per base::
 CorrCLIP's stages are the VFM tower, the correlation (mask merging and
 scope), the CLIP tower with its three branches, and mask generation
 (``--masks``: a SAM2 run on every image, or a folder of pre-generated
-masks), each with its share of the image's time.
+masks), each with its share of the image's time. CorrCLIPv2's are the
+VFM tower, the retrieval (region pooling in VFM space, the FAISS search,
+reading the stores' rows), the CLIP tower, the support fusion and mask
+generation; it retrieves from a synthetic bank of ``--bank-regions``
+random regions (100 000 by default; stores and index as the builder writes
+them), so its peak memory includes what such a bank costs.
 
 ``--device cuda`` times on the GPU: every stage is bracketed by
 ``torch.cuda.synchronize`` (kernels run asynchronously, so a stage's time
@@ -283,7 +288,36 @@ def report(name, seconds, flops, rates, count, peak, stage_peaks=None):
         print(line)
 
 
-def build_base(path, options, vfm, device, masks=None):
+def synthetic_bank(cfg, regions: int) -> None:
+    """Point a CorrCLIPv2 config at a bank of ``regions`` random regions in
+    a temporary folder (stores sized by its CLIPs, keys by its VFM, the
+    index built as the builder builds it: IVFPQ from 10 000 regions)."""
+    import open_clip
+
+    from ov_eva import memory_bank as mb
+    from ov_eva.backends.vfm import vfm_config
+    clip, bank = cfg.model.clip, cfg.model.clip.bank
+    root = tempfile.mkdtemp(prefix='ov_eva_bank_')
+    atexit.register(shutil.rmtree, root, True)
+    layout = mb.BankLayout(root, 'synthetic')
+    vfm = clip.vfm.get('type', 'radiov3')
+    key_dim = 1024 if vfm.startswith('radio') else vfm_config(
+        clip.vfm.name, clip.vfm.get('pretrained')).hidden_size
+    dims = {bank.main: open_clip.get_model_config(clip.name)['embed_dim']}
+    if bank.get('aux', 'dfnclip_b'):
+        dims[bank.get('aux', 'dfnclip_b')] = open_clip.get_model_config(
+            clip.aux_clip.name)['embed_dim']
+    generator = torch.Generator().manual_seed(0)
+    for path, dim in [(layout.clip_store(k), d) for k, d in dims.items()
+                      ] + [(layout.vfm_store(vfm), key_dim)]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = torch.randn(regions, dim, generator=generator)
+        torch.save(torch.nn.functional.normalize(rows, dim=1).half(), path)
+    mb.update_index(layout.index(vfm), mb.open_store(layout.vfm_store(vfm)))
+    clip.bank.update(root=root, name='synthetic')
+
+
+def build_base(path, options, vfm, device, masks=None, bank_regions=0):
     """A base's baseline config with random weights, its stages timed."""
     cfg = Config.fromfile(path)
     cfg.model.clip.pretrained = None  # random weights: timing only
@@ -292,6 +326,9 @@ def build_base(path, options, vfm, device, masks=None):
             cfg.model.clip[key].pretrained = None
             if vfm:
                 cfg.model.clip[key].name = vfm
+                if 'type' in cfg.model.clip[key]:  # CorrCLIPv2's: by name
+                    cfg.model.clip[key].type = 'dinov2'
+
     if 'masks' in cfg.model.clip and masks:
         # region masks: a folder of .npz, or a SAM2 generating them every
         # time (no cache) so that their cost is measured
@@ -301,11 +338,23 @@ def build_base(path, options, vfm, device, masks=None):
             not model_folder else dict(
                 type='sam2', name=masks, pretrained=None, cache_dir=False)
     cfg.merge_from_dict(options)
+    if 'bank' in cfg.model.clip:  # CorrCLIPv2: a random aux CLIP, its size
+        cfg.model.clip.aux_clip = dict(name=cfg.model.clip.name,
+                                       pretrained=None)
+        if bank_regions:
+            synthetic_bank(cfg, bank_regions)
     set_random_seed(0)
     model = init_model(cfg, device=device)
     timer = StageTimer(device)
     clip = model.clip
-    if hasattr(clip, 'mask_source'):  # CorrCLIP's stages, none in another
+    if hasattr(clip, 'retrieve'):  # CorrCLIPv2's stages
+        timer.wrap(clip.vfm, 'forward', 'VFM tower')
+        timer.wrap(clip, 'support', 'retrieval (pool, search, read stores)')
+        timer.wrap(clip, '_branches', 'CLIP tower (three branches)')
+        timer.wrap(clip, 'fuse_support', 'support fusion')
+        if clip.mask_source is not None:
+            timer.wrap(clip.mask_source, 'get', 'mask generation')
+    elif hasattr(clip, 'mask_source'):  # CorrCLIP's stages
         timer.wrap(clip, '_vfm', 'VFM tower')
         timer.wrap(clip, '_correlation', 'correlation')
         timer.wrap(clip, '_branches', 'CLIP tower (three branches)')
@@ -348,8 +397,8 @@ def compare_bases(args, images, device):
     rotated every round), each image's fastest round kept."""
     names = [Path(p).stem for p in args.bases]
     models = [
-        build_base(p, args.cfg_options, args.vfm, device, args.masks)
-        for p in args.bases
+        build_base(p, args.cfg_options, args.vfm, device, args.masks,
+                   args.bank_regions) for p in args.bases
     ]
     towers = [
         autocast_dtype(m.clip.autocast, torch.device(device)) or torch.float32
@@ -458,6 +507,12 @@ def main():
         '(CorrCLIP): a folder of <image stem>.npz, or a SAM2 (hub id, folder '
         'with its config.json, or ov-eva-tiny-sam2; random weights) '
         'generating them for every image')
+    parser.add_argument(
+        '--bank-regions',
+        type=int,
+        default=100000,
+        help='with --bases: CorrCLIPv2 bases retrieve from a synthetic bank '
+        'of this many random regions (0: the config\'s bank)')
     args = parser.parse_args()
     device = check_device(args.device, args.amp)
     if args.amp:

@@ -18,7 +18,8 @@ NAMES = dict(
     clearclip='ClearCLIP',
     naclip='NACLIP',
     proxyclip='ProxyCLIP',
-    corrclip='CorrCLIP')
+    corrclip='CorrCLIP',
+    corrclipv2='CorrCLIPv2')
 COLUMNS = ('method', 'dataset', 'short side', 'windows', 'logit scale',
            'prob_thd', 'area_thd', 'PAMR', 'class file', 'patch fit',
            'published mIoU', 'settings from')

@@ -26,7 +26,8 @@ __repos = dict(
     naclip='https://github.com/sinahmr/NACLIP/blob/0cac3a651f75',
     clearclip='https://github.com/mc-lan/ClearCLIP/blob/ad68a404d55d',
     proxyclip='https://github.com/mc-lan/ProxyCLIP/blob/e7b767fbc58e',
-    corrclip='https://github.com/zdk258/CorrCLIP/blob/103bc18/CorrCLIPv1')
+    corrclip='https://github.com/zdk258/CorrCLIP/blob/103bc18/CorrCLIPv1',
+    corrclipv2='https://github.com/zdk258/CorrCLIP/blob/103bc18/CorrCLIPv2')
 
 # Per method: the segmentor defaults of its official code. MaskCLIP is
 # ClearCLIP's re-implementation (its model_type='MaskCLIP' with
@@ -111,6 +112,40 @@ __methods = dict(
         logit_scale=40,
         pamr=dict(num_iter=0, dilations=(8, 16)),
         classes='corrclip',
+        separator='; '),
+    # CorrCLIPv2 (corrclip_segmentor.py, configs/base_config.py with
+    # _clip_scale='base'): MetaCLIP ViT-B/16, C-RADIOv3-L correlation and
+    # retrieval keys, pre-generated EntitySeg masks (instance_mask.zip),
+    # the 'coco' bank (stores metaclip_b and dfnclip_b, index
+    # coco_radiov3.faiss) with 20 neighbours per region and alpha 0.5, 336
+    # windows at stride 112 padded centred to multiples of 56, logit scale
+    # 40, the map correction. One window at a time: its guides carry the
+    # VFM's 1024 channels. The official evaluator is BoundaryIoUMetric,
+    # whose mIoU is IoUMetric's.
+    corrclipv2=dict(
+        repo='corrclipv2',
+        clip=dict(
+            _delete_=True,
+            type='CorrCLIPv2Encoder',
+            name='ViT-B-16-quickgelu',
+            pretrained='metaclip_fullcc',
+            patch_fit='pad_centre',
+            pad_multiple=56,
+            vfm=dict(type='radiov3'),
+            aux_clip=dict(name='hf-hub:apple/DFN2B-CLIP-ViT-B-16'),
+            bank=dict(
+                root='memory_bank',
+                name='coco',
+                main='metaclip_b',
+                aux='dfnclip_b',
+                num_support=20,
+                alpha=0.5)),
+        window=(336, 112),
+        batch_windows=1,
+        masks_root='data/region_masks_entityseg',
+        logit_scale=40,
+        pamr=dict(num_iter=0, dilations=(8, 16)),
+        classes='corrclipv2',
         separator='; '))
 
 # Per dataset and method, what its cfg_<dataset>.py sets: the test short side
@@ -124,7 +159,8 @@ __datasets = dict(
         naclip=dict(short_side=336),
         clearclip=dict(short_side=448),
         proxyclip=dict(short_side=448),
-        corrclip=dict(short_side=448, masks='ade')),
+        corrclip=dict(short_side=448, masks='ade'),
+        corrclipv2=dict(short_side=448, masks='ade')),
     voc21=dict(
         file='cfg_voc21.py',
         classes='voc21',
@@ -132,7 +168,8 @@ __datasets = dict(
         naclip=dict(short_side=336, window=None, prob_thd=0.1),
         clearclip=dict(short_side=448, prob_thd=0.5),
         proxyclip=dict(short_side=336, prob_thd=0.2),
-        corrclip=dict(short_side=336, prob_thd=0.2, masks='voc')),
+        corrclip=dict(short_side=336, prob_thd=0.2, masks='voc'),
+        corrclipv2=dict(short_side=336, prob_thd=0.2, masks='voc')),
     voc20=dict(
         file='cfg_voc20.py',
         classes='voc20',
@@ -140,7 +177,8 @@ __datasets = dict(
         naclip=dict(short_side=336, window=None),
         clearclip=dict(short_side=448),
         proxyclip=dict(short_side=336),
-        corrclip=dict(short_side=336, masks='voc')),
+        corrclip=dict(short_side=336, masks='voc'),
+        corrclipv2=dict(short_side=336, masks='voc')),
     context60=dict(
         file='cfg_context60.py',
         classes='context60',
@@ -148,7 +186,8 @@ __datasets = dict(
         naclip=dict(short_side=336, prob_thd=0.1),
         clearclip=dict(short_side=448, prob_thd=0.15),
         proxyclip=dict(short_side=336, prob_thd=0.15),
-        corrclip=dict(short_side=336, prob_thd=0.15, masks='context')),
+        corrclip=dict(short_side=336, prob_thd=0.15, masks='context'),
+        corrclipv2=dict(short_side=336, prob_thd=0.15, masks='context')),
     context59=dict(
         file='cfg_context59.py',
         classes='context59',
@@ -156,7 +195,8 @@ __datasets = dict(
         naclip=dict(short_side=336),
         clearclip=dict(short_side=448),
         proxyclip=dict(short_side=336),
-        corrclip=dict(short_side=336, masks='context')),
+        corrclip=dict(short_side=336, masks='context'),
+        corrclipv2=dict(short_side=336, masks='context')),
     coco_stuff171=dict(
         file='cfg_coco_stuff164k.py',
         classes='coco_stuff171',
@@ -164,7 +204,8 @@ __datasets = dict(
         naclip=dict(short_side=336),
         clearclip=dict(short_side=448),
         proxyclip=dict(short_side=336),
-        corrclip=dict(short_side=336, masks='coco')),
+        corrclip=dict(short_side=336, masks='coco'),
+        corrclipv2=dict(short_side=336, masks='coco')),
     cityscapes=dict(
         file='cfg_city_scapes.py',
         classes='cityscapes',
@@ -172,7 +213,8 @@ __datasets = dict(
         naclip=dict(short_side=560),
         clearclip=dict(short_side=448, window=(224, 224)),
         proxyclip=dict(short_side=448, window=(224, 112)),
-        corrclip=dict(short_side=448, window=(224, 112), masks='city')),
+        corrclip=dict(short_side=448, window=(224, 112), masks='city'),
+        corrclipv2=dict(short_side=784, window=(224, 112), masks='city')),
     coco_object=dict(
         file='cfg_coco_object.py',
         classes='coco_object',
@@ -180,7 +222,8 @@ __datasets = dict(
         naclip=dict(short_side=336, prob_thd=0.1),
         clearclip=dict(short_side=448, prob_thd=0.4),
         proxyclip=dict(short_side=336, prob_thd=0.25),
-        corrclip=dict(short_side=336, prob_thd=0.25, masks='coco')),
+        corrclip=dict(short_side=336, prob_thd=0.25, masks='coco'),
+        corrclipv2=dict(short_side=336, prob_thd=0.25, masks='coco')),
     # ADE20K-847 and Context-459: no official config of these methods covers
     # them. Each keeps its own setting for the same images at 150 / 59
     # classes (ADE-150 / Context-59 rows above: short side, window, no
@@ -197,7 +240,8 @@ __datasets = dict(
         naclip=dict(short_side=336),
         clearclip=dict(short_side=448),
         proxyclip=dict(short_side=448),
-        corrclip=dict(short_side=448, masks='ade847')),
+        corrclip=dict(short_side=448, masks='ade847'),
+        corrclipv2=dict(short_side=448, masks='ade847')),
     context459=dict(
         file='cfg_context459.py',
         classes='context459',
@@ -206,7 +250,9 @@ __datasets = dict(
         naclip=dict(short_side=336),
         clearclip=dict(short_side=448),
         proxyclip=dict(short_side=336),
-        corrclip=dict(short_side=336, masks='context')))
+        corrclip=dict(short_side=336, masks='context'),
+        # its cfg_context459.py reads the Context masks (same images)
+        corrclipv2=dict(short_side=336, masks='context')))
 __corrclipv2_configs = ('https://github.com/zdk258/CorrCLIP/blob/103bc18/'
                         'CorrCLIPv2/configs')
 
@@ -278,9 +324,39 @@ __published = dict(
         cityscapes=49.4,
         ade=26.9,
         coco_stuff171=31.6,
-        coco_object=43.7))
-for __scores in __published.values():  # no source reports these two
-    __scores.update(ade847=None, context459=None)
+        coco_object=43.7),
+    corrclipv2=dict(
+        source='https://github.com/zdk258/CorrCLIP/tree/103bc18/CorrCLIPv2'
+        ' (README, Results, MetaCLIP ViT-B/16, CorrCLIPv2-B, Bank COCO)',
+        voc21=82.2,
+        voc20=93.6,
+        context60=50.8,
+        context59=56.3,
+        coco_object=54.6,
+        coco_stuff171=38.5,
+        ade=33.2,
+        cityscapes=58.7,
+        ade847=11.7,
+        context459=16.8))
+# CorrCLIPv2-L (configs/baselines/corrclipv2_vitl14_*: the row's
+# published_vitl14 and published_source_vitl14)
+__published_vitl14 = dict(
+    corrclipv2=dict(
+        source='https://github.com/zdk258/CorrCLIP/tree/103bc18/CorrCLIPv2'
+        ' (README, Results, MetaCLIP ViT-L/14, CorrCLIPv2-L, Bank COCO)',
+        voc21=82.3,
+        voc20=93.2,
+        context60=51.1,
+        context59=56.8,
+        coco_object=58.0,
+        coco_stuff171=39.1,
+        ade=36.5,
+        cityscapes=59.2,
+        ade847=14.9,
+        context459=18.6))
+for __scores in __published.values():  # only CorrCLIPv2 reports these two
+    __scores.setdefault('ade847', None)
+    __scores.setdefault('context459', None)
 
 
 def _row(method, dataset):
@@ -291,7 +367,8 @@ def _row(method, dataset):
     clip = dict(spec['clip'], pos_resize='scale_factor', autocast='fp32')
     masks = own.pop('masks', None)
     if masks is not None:  # the official instance_mask_path
-        clip['masks'] = dict(type='files', root=f'data/region_masks/{masks}')
+        root = spec.get('masks_root', 'data/region_masks')
+        clip['masks'] = dict(type='files', root=f'{root}/{masks}')
     classes_cfg = dict(verbatim=True)
     if 'separator' in spec:
         classes_cfg['separator'] = spec['separator']
@@ -315,7 +392,17 @@ def _row(method, dataset):
             mode='slide',
             crop_size=(window[0], window[0]),
             stride=(window[1], window[1]))
+        if 'batch_windows' in spec:
+            test_cfg['batch_windows'] = spec['batch_windows']
+    large = __published_vitl14.get(method)
+    if large is not None:  # the ViT-L/14 leaves' published numbers
+        extra = dict(
+            published_vitl14=large[dataset],
+            published_source_vitl14=large['source'])
+    else:
+        extra = {}
     return dict(
+        **extra,
         method=method,
         dataset=dataset,
         short_side=short_side,

@@ -8,7 +8,8 @@ EXTRAS = {
     'openai': 'openai',
     'transformers': 'hf',
     'gradio': 'app',
-    'matplotlib': 'figures'
+    'matplotlib': 'figures',
+    'faiss': 'faiss'
 }
 
 

@@ -206,10 +206,9 @@ class OVEVASegmentor(BaseSegmentor):
                     dict(ov_eva_terms=[(t.text, t.suggested_class)
                                        for t in result.terms]))
             if auto and 'ov_eva_classes' not in sample:
-                terms = [text for text, _ in sample.ov_eva_terms]
-                sample.set_metainfo(
-                    dict(ov_eva_classes=self.class_bank.find_classes(
-                        terms, image)))
+                found = self.class_bank.find_classes(
+                    [text for text, _ in sample.ov_eva_terms], image)
+                sample.set_metainfo(dict(ov_eva_classes=found))
 
     def predict(self,
                 inputs: Tensor,
@@ -222,11 +221,9 @@ class OVEVASegmentor(BaseSegmentor):
             shape = inputs.shape[2:]
             data_samples = [
                 SegDataSample(
-                    metainfo=dict(
-                        ori_shape=shape,
-                        img_shape=shape,
-                        pad_shape=shape,
-                        padding_size=[0, 0, 0, 0])) for _ in inputs
+                    metainfo=dict(ori_shape=shape, img_shape=shape,
+                                  pad_shape=shape, padding_size=[0] * 4))
+                for _ in inputs
             ]
         self.attach_image_data(data_samples)
         if not any('ov_eva_classes' in s for s in data_samples):
@@ -263,7 +260,10 @@ class OVEVASegmentor(BaseSegmentor):
         if mapping.embeddings is not None:
             text = torch.cat([text, mapping.embeddings.to(text.device)])
         guides = windows.masks_at_input(samples, inputs)
-        logits = self.inference(inputs, text, guides)
+        retrieval = getattr(self.clip, 'retrieval', None)  # CorrCLIPv2
+        logits = self.inference(inputs, text, guides) if retrieval is None \
+            else retrieval.supported_logits(self, inputs, samples, guides,
+                                            text, queries, mapping)
         return self.decode_head.fold(logits, queries, mapping)
 
     def _predict(self, inputs: Tensor, samples: SampleList,

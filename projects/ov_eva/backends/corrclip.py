@@ -210,6 +210,7 @@ class CorrCLIPEncoder(CLIPTower):
     """
 
     needs_region_masks = True
+    normalize_features = True  # CorrCLIPv2's bank stores the raw features
 
     def __init__(self,
                  dino: Optional[dict] = None,
@@ -323,7 +324,8 @@ class CorrCLIPEncoder(CLIPTower):
             out.append(
                 self._branches(visual, images[i:i + 1], merged, attn_weights,
                                grid))
-        x = F.normalize(torch.stack(out).float(), dim=-1)
+        x = torch.stack(out).float()
+        x = F.normalize(x, dim=-1) if self.normalize_features else x
         return x.transpose(1, 2).reshape(len(images), -1, *grid)
 
     def _vfm(self, images: Tensor) -> Tuple[Tensor, Tuple[int, int]]:

@@ -51,7 +51,7 @@ TINY_VFMS = {
         num_register_tokens=4,
         layer_norm_eps=1e-6),
 }
-VFM_TYPES = ('vit', 'dinov2', 'dinov2_with_registers')
+VFM_TYPES = ('vit', 'dinov2', 'dinov2_with_registers', 'dinov3_vit')
 
 
 def _is_folder(path: Optional[str]) -> bool:

@@ -1,0 +1,9 @@
+# CorrCLIPv2 on Cityscapes, MetaCLIP ViT-B/16, on the official protocol
+_base_ = [
+    '../_base_/methods/corrclipv2.py', '../_base_/datasets/cityscapes.py'
+]
+protocol = dict(_delete_=True, **_base_.protocol.cityscapes)
+model = protocol['model']
+test_pipeline = list(_base_.test_pipeline)
+test_pipeline[1] = protocol['resize']  # the dataset's steps, the row's resize
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

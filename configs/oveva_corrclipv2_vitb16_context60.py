@@ -1,0 +1,3 @@
+# OV-EVA on CorrCLIPv2 ViT-B/16, PASCAL Context 60: its baseline + a vocabulary
+_base_ = ['./baselines/corrclipv2_vitb16_context60.py']
+model = dict(vocabulary=dict(type='LexiconVocabulary'))
