@@ -1,7 +1,9 @@
 """CorrCLIPv2: a memory bank built by tools/build_memory_bank.py from the
 ADE samples with tiny random models (killed midway and resumed, equal to a
-build without a break), the CorrCLIPv2 baseline through tools/test.py on
-it, and the one-line error of a bank built with another VFM."""
+build grown from one image by two processes), the CorrCLIPv2 baseline
+through tools/test.py and, from an exported checkpoint, mim test on it,
+the one-line error of a bank built with another VFM; RADIO through a local
+torch.hub folder and its errors; the official IVFPQ index."""
 import re
 import runpy
 import sys
