@@ -52,6 +52,11 @@ def parse_args():
         default=336,
         help='CLIP stores: the sliding window (the official --slide_crop, '
         'default 336; stride 112)')
+    parser.add_argument(
+        '--exact-index',
+        action='store_true',
+        help='a new index is an exact IndexFlatIP instead of the official '
+        'IVFPQ (which needs at least 256 regions); for small banks and tests')
     add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
@@ -170,6 +175,8 @@ def build(args, cfg, backend, rank, world, device) -> None:
     barrier(world)
     rows = mb.read_images(layout)
     total = rows[-1][1] + rows[-1][2] if rows else 0
+    if not layout.index(backend.vfm.type).exists():  # before the stores
+        mb.check_index_size(total, args.exact_index)
     paths = {p.stem: p for p in images}
     mine_rows = [r for r in rows if r[0] in paths][rank::world]
     encoders = [(bank['main'], backend)]
@@ -204,7 +211,8 @@ def build(args, cfg, backend, rank, world, device) -> None:
     if rank == 0:
         vfm = backend.vfm.type
         added = mb.update_index(
-            layout.index(vfm), mb.open_store(layout.vfm_store(vfm)))
+            layout.index(vfm), mb.open_store(layout.vfm_store(vfm)),
+            args.exact_index)
         bb.write_vfm_record(layout, backend.vfm_identity())
         print(f'bank {args.name!r} in {layout.root}: {len(rows)} images, '
               f'{total} regions ({added} added to {layout.index(vfm).name})')

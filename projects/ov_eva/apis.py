@@ -69,6 +69,9 @@ def init_model(cfg: Config, device: str):
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f'{" ".join(str(error).split())} {OFFLINE_ROUTE}') from None
+    ready = getattr(model.clip, 'ready', None)
+    if callable(ready):  # what a backend loads beside its weights (a bank)
+        ready()
     return model
 
 

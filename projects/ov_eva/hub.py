@@ -1,13 +1,21 @@
-"""Is the Hugging Face hub there? Asked before any download, so that a
-machine without network fails in seconds instead of retrying for a minute.
-Used by the CLIP weights (open_clip) and the local MLLMs (transformers)."""
+"""Is the Hugging Face hub (or GitHub, for torch.hub) there? Asked before
+any download, so that a machine without network fails in seconds instead of
+retrying for a minute, with a message that says what to do. Used by the CLIP
+weights (open_clip), the VFMs and local MLLMs (transformers) and RADIO
+(``torch.hub``). Downloads run under ``socket_timeout``: a network that
+vanishes midway fails instead of hanging."""
 import contextlib
 import os
 import socket
+from pathlib import Path
+from typing import Optional
 from urllib.parse import urlparse
 
 _TRUE = ('1', 'on', 'true', 'yes')
 HUB_TIMEOUT = 3.0  # seconds to reach the hub before calling it unreachable
+# seconds a download's socket may wait for data (Python's default: forever)
+DOWNLOAD_TIMEOUT = 30.0
+GITHUB = 'https://github.com'
 
 
 def hub_offline() -> bool:
@@ -45,7 +53,13 @@ def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
     if not endpoint:
         from huggingface_hub import constants
         endpoint = constants.ENDPOINT
-    target = urlparse(endpoint)
+    return reachable(endpoint, timeout)
+
+
+def reachable(url: str, timeout: float = HUB_TIMEOUT) -> bool:
+    """Whether a TCP connection to the host of ``url`` (or to the proxy of
+    its scheme when one is set) opens within ``timeout`` seconds."""
+    target = urlparse(url)
     proxy_name = f'{target.scheme}_proxy'
     proxy = os.environ.get(proxy_name) or os.environ.get(proxy_name.upper())
     if proxy:
@@ -59,3 +73,67 @@ def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
     except OSError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def socket_timeout(seconds: float = DOWNLOAD_TIMEOUT):
+    """Sockets opened in the block without a timeout of their own give up
+    after ``seconds`` of silence (``socket.setdefaulttimeout``, restored
+    after): torch.hub's ``urlopen`` has none."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def is_local(name: str) -> bool:
+    """Whether a torch.hub ``name`` means a folder (it exists, or reads as
+    a path) rather than a GitHub ``owner/repo[:ref]``."""
+    return os.path.isdir(os.path.expanduser(name)) or \
+        name.startswith(('/', '.', '~')) or name.count('/') != 1
+
+
+def torch_hub_cached(repo: str) -> Optional[Path]:
+    """The torch.hub cache's copy of GitHub ``owner/repo[:ref]``, or None."""
+    import torch
+    owner_name, _, ref = repo.partition(':')
+    folder = Path(torch.hub.get_dir())
+    stem = owner_name.replace('/', '_')
+    found = sorted(folder.glob(f'{stem}_{ref}' if ref else f'{stem}_*'))
+    return next((p for p in found if p.is_dir()), None)
+
+
+def torch_hub_load(name: str, entry: str, what: str, fix: str, **kwargs):
+    """``torch.hub.load(name, entry, **kwargs)`` from a local clone
+    (``source='local'``) or GitHub (trusted, as the official code loads it),
+    failing at once, with ``what`` and the ``fix`` in one line, when the
+    folder is no torch.hub repository or GitHub is unreachable without a
+    cached copy; downloads run under ``socket_timeout``."""
+    import torch
+    if is_local(name):
+        folder = Path(name).expanduser()
+        if not (folder / 'hubconf.py').is_file():
+            state = 'has no hubconf.py' if folder.is_dir() else \
+                'does not exist'
+            raise FileNotFoundError(f'{what}: folder {str(folder)!r} {state} '
+                                    f'(not a torch.hub repository); {fix}')
+        kwargs.update(source='local')
+        name = str(folder)
+    else:
+        if torch_hub_cached(name) is None and (hub_offline()
+                                               or not reachable(GITHUB)):
+            raise FileNotFoundError(
+                f'{what}: {name!r} is not in the torch.hub cache '
+                f'({torch.hub.get_dir()}) and GitHub is unreachable (or '
+                f'HF_HUB_OFFLINE=1); {fix}')
+        kwargs.update(trust_repo=True)
+    try:
+        with socket_timeout():
+            return torch.hub.load(name, entry, **kwargs)
+    except Exception as error:  # noqa: B902 (the hub code's own errors)
+        raise FileNotFoundError(
+            f'{what}: torch.hub could not load {entry}() from {name!r} '
+            f'({type(error).__name__}: {" ".join(str(error).split())}); '
+            f'{fix}') from None

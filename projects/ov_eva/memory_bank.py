@@ -31,11 +31,32 @@ from torch import Tensor
 from .optional import require
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tiff')
-# the official IVFPQ settings (generate_vfm_embeddings.py)
+# the official index (generate_vfm_embeddings.py, ``update_faiss_cache``):
+# always IndexIDMap2(IndexIVFPQ(IndexFlatIP(d), d, nlist, m=32, nbits=8)),
+# nlist = int(8 sqrt(N)), trained on all N keys of the first build, then
+# only added to; searched with nprobe = min(256, nlist) (corrclip_segmentor)
 FAISS_M, FAISS_NBITS, FAISS_NLIST_FACTOR, MAX_NPROBE = 32, 8, 8, 256
-# below this many regions an exact IndexFlatIP: IVFPQ's 256 codes per
-# sub-quantiser need more training vectors than a small bank has
-FLAT_BELOW = 10000
+# IVFPQ trains 2**nbits codes per sub-quantiser: FAISS refuses fewer keys
+# (the official builder stops there); ``exact=True`` (the builder's
+# --exact-index, not the official index) makes an exact IndexFlatIP instead
+MIN_IVFPQ_REGIONS = 2**FAISS_NBITS
+ONE_THREAD_BELOW = 100000  # keys: see ``train``
+
+
+class IndexTooSmall(ValueError):
+    """Too few regions to train the official IVFPQ index."""
+
+
+def check_index_size(regions: int, exact: bool = False) -> None:
+    """An ``IndexTooSmall`` when ``regions`` cannot train the official
+    IVFPQ index (and no exact index is asked for)."""
+    if not exact and regions < MIN_IVFPQ_REGIONS:
+        raise IndexTooSmall(
+            f'the bank has {regions} regions: the official IVFPQ index (m '
+            f'{FAISS_M}, {FAISS_NBITS} bits) trains {MIN_IVFPQ_REGIONS} codes '
+            f'per sub-quantiser and needs at least {MIN_IVFPQ_REGIONS}; add '
+            'images, or pass --exact-index for an exact IndexFlatIP (not the '
+            "official builder's index)")
 
 
 class BankLayout:
@@ -262,12 +283,26 @@ def faiss_module():
     return require('faiss', 'a CorrCLIPv2 memory bank (FAISS index)')
 
 
-def update_index(index_path: Path,
-                 keys: Tensor,
-                 flat_below: int = FLAT_BELOW) -> int:
-    """Add the key rows not in the IDMap2 index yet (all of them into a
-    new one: IVFPQ trained as the official builder, or exact inner product
-    below ``flat_below`` rows); returns the number added."""
+def train(faiss, index, vectors: np.ndarray) -> None:
+    """``index.train(vectors)``, on one OpenMP thread below
+    ``ONE_THREAD_BELOW`` vectors: there FAISS's threads cost more than they
+    save and spin on a busy CPU (2 cores shared: 2000 x 32 keys 20 s with
+    two threads, 1.5 s with one)."""
+    threads = faiss.omp_get_max_threads()
+    if len(vectors) < ONE_THREAD_BELOW:
+        faiss.omp_set_num_threads(1)
+    try:
+        index.train(vectors)
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def update_index(index_path: Path, keys: Tensor, exact: bool = False) -> int:
+    """Add the key rows not in the IDMap2 index yet, as the official
+    ``update_faiss_cache``: a new index gets all of them, IVFPQ trained on
+    them (``exact``: an exact IndexFlatIP instead); an existing one (of
+    either kind) only the new rows, untrained again. Returns the number
+    added."""
     faiss = faiss_module()
     index, existing = None, np.zeros(0, dtype=np.int64)
     if index_path.exists():
@@ -281,7 +316,8 @@ def update_index(index_path: Path,
     vectors = np.ascontiguousarray(vectors, dtype='float32')
     dim = vectors.shape[1]
     if index is None:
-        if len(keys) < flat_below:
+        check_index_size(len(keys), exact)
+        if exact:
             inner = faiss.IndexFlatIP(dim)
         else:
             if dim % FAISS_M:
@@ -290,7 +326,7 @@ def update_index(index_path: Path,
             nlist = max(1, int(FAISS_NLIST_FACTOR * np.sqrt(len(keys))))
             inner = faiss.IndexIVFPQ(
                 faiss.IndexFlatIP(dim), dim, nlist, FAISS_M, FAISS_NBITS)
-            inner.train(vectors)
+            train(faiss, inner, vectors)
         index = faiss.IndexIDMap2(inner)
     index.add_with_ids(vectors, new.astype(np.int64))
     partial = index_path.with_suffix('.faiss.partial')

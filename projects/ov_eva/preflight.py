@@ -14,7 +14,10 @@ OV-EVA model config with a checkpoint, ``prepare`` instead
    in a nested key, a missing class file) is the first thing printed;
 3. compares the checkpoint's tensors with the model's and loads them,
    strictly: one that does not fit ends in a ``CheckpointMismatch`` naming
-   the tensors, their shapes and the option that fixes it.
+   the tensors, their shapes and the option that fixes it;
+4. calls the backend's ``ready()`` where it has one (CorrCLIPv2: its VFM
+   and memory bank, opened and checked), so that their mistakes too come
+   before the first image.
 
 The log lines of the model's build are held until all checks pass: a
 mistake is then the only thing printed. ``build_runner`` hands the built,
@@ -40,10 +43,12 @@ from .data_checks import check_test_data
 OV_EVA_SEGMENTORS = ('OVEVASegmentor', )
 DEFAULT_BACKEND = 'DenseCLIPEncoder'
 # the settings that decide which weights a backend holds (and QuickGELU,
-# which no shape shows): taken from the checkpoint. The others (variant,
-# precision, masks, protocol windows) are the config's: they belong to the
-# benchmark being run, not to the weights.
-WEIGHT_SETTINGS = ('name', 'pretrained', 'quick_gelu', 'vfm', 'dino')
+# which no shape shows; CorrCLIPv2's auxiliary CLIP too): taken from the
+# checkpoint. The others (variant, precision, masks, bank, protocol windows)
+# are the config's: they belong to the benchmark being run, not to the
+# weights.
+WEIGHT_SETTINGS = ('name', 'pretrained', 'quick_gelu', 'vfm', 'dino',
+                   'aux_clip')
 # recorded by tools/export_checkpoint.py, not a backend argument
 RECORD_ONLY = ('weights_fingerprint', )
 SHOWN = 3  # tensors named in an error
@@ -295,8 +300,13 @@ def prepare(cfg, explicit: Sequence[str] = ()) -> Optional[torch.nn.Module]:
         segmentor = getattr(model, 'module', model)  # inside SegTTAModel
         if path:
             check_fit(segmentor, state, path, seg_cfg['clip'], recorded)
+            segmentor.load_state_dict(state, strict=True)
         else:  # the config's own weights (tag, file), fetched now
             model.init_weights()
+        # what a backend loads beside its weights (CorrCLIPv2: its bank)
+        ready = getattr(getattr(segmentor, 'clip', None), 'ready', None)
+        if callable(ready):
+            ready()
     if changes:
         print_log(
             f'checkpoint {path} holds another model than the config: '
@@ -304,7 +314,6 @@ def prepare(cfg, explicit: Sequence[str] = ()) -> Optional[torch.nn.Module]:
             '<key>=... keeps the config\'s)',
             logger='current')
     if path:
-        segmentor.load_state_dict(state, strict=True)
         print_log(
             f'checkpoint {path} loaded: all {len(state)} tensors fit',
             logger='current')

@@ -22,7 +22,6 @@ Two changes to CorrCLIP (``corrclip.py``):
 Every constant is the official default (``corrclip_segmentor.py``,
 ``vfms/factory.py``, ``configs/base_config.py`` at commit 103bc18).
 """
-from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -35,6 +34,7 @@ from torch import Tensor
 
 from .. import memory_bank as mb
 from ..clip_encoder import CLIPTower, autocast_dtype
+from ..hub import torch_hub_load
 from ..registry import BACKENDS, build_mask_source
 from ..text_bank import TextBank
 from .corrclip import (DEFAULT_DINO, IMAGENET_MEAN, IMAGENET_STD,
@@ -108,26 +108,25 @@ class DenseVFM(torch.nn.Module):
             self.loaded = True
 
     def radio(self) -> torch.nn.Module:
+        """RADIO's ``radio_model(version=...)`` through torch.hub, from the
+        hub repo or a local clone (``name``); once."""
         if 'radio' not in self.external:
-            source = Path(self.name).expanduser()
-            local = source.is_dir()
-            kwargs = dict(source='local') if local else dict(trust_repo=True)
-            try:
-                model = torch.hub.load(
-                    str(source) if local else self.name,
-                    'radio_model',
-                    version=self.version,
-                    progress=True,
-                    **kwargs)
-            except Exception as error:  # hub code or weights unreachable
-                raise FileNotFoundError(
-                    f'RADIO {self.name!r} (version {self.version!r}) could '
-                    f'not be loaded through torch.hub ({error}); clone '
-                    'https://github.com/NVlabs/RADIO and set '
-                    'model.clip.vfm.name to that folder (and '
-                    'model.clip.vfm.version to a local checkpoint)') from None
+            model = torch_hub_load(
+                self.name,
+                'radio_model',
+                f'RADIO model.clip.vfm.name={self.name}',
+                'clone https://github.com/NVlabs/RADIO and set '
+                'model.clip.vfm.name to that folder and model.clip.vfm.'
+                'version to a checkpoint file of it (docs/corrclipv2.md)',
+                version=self.version,
+                progress=True)
             self.external['radio'] = model.eval().requires_grad_(False)
         return self.external['radio']
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if any(key.startswith(prefix + 'dino.') for key in state_dict):
+            self.loaded = True  # a checkpoint brought them: not fetched
 
     @torch.no_grad()
     def forward(self, image: np.ndarray, device) -> Tensor:
@@ -239,10 +238,20 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
         return self
 
     def load_pretrained(self) -> None:
+        """The weights (CLIP, auxiliary CLIP, VFM) where no checkpoint
+        brought them; not the bank (tools/export_checkpoint.py needs
+        none)."""
         CLIPTower.load_pretrained(self)
         if self.aux is not None:
             self.aux.load_pretrained()
         self.vfm.load()
+
+    def ready(self) -> None:
+        """Called by ``preflight.prepare`` before the first image (with or
+        without a checkpoint): the weights and RADIO loaded, the bank
+        opened and checked against the VFM, so that a mistake stops the
+        run at once."""
+        self.load_pretrained()
         if self.bank['enabled']:
             self.open_bank()
 
