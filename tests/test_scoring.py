@@ -365,6 +365,7 @@ def test_pamr_equals_the_convolution_formulation():
 def pamr_previous(image, logits, num_iter=10, dilations=(8, 16)):
     """scoring.pamr before its buffers were reused across the steps: fresh
     padded copies and a fresh sum per step."""
+
     def shifted(x, d, centre=False):  # the neighbours, borders replicated
         height, width = x.shape[-2:]
         padded = torch.nn.functional.pad(x, [d] * 4, mode='replicate')
@@ -383,8 +384,8 @@ def pamr_previous(image, logits, num_iter=10, dilations=(8, 16)):
     affinity = affinity.softmax(dim=1).to(logits.dtype)
     for _ in range(num_iter):
         refined = torch.zeros_like(logits)
-        for p, neighbour in enumerate(
-                [v for d in dilations for v in shifted(logits, d)]):
+        neighbours = [v for d in dilations for v in shifted(logits, d)]
+        for p, neighbour in enumerate(neighbours):
             refined.addcmul_(affinity[:, p:p + 1], neighbour)
         logits = refined
     return logits

@@ -118,8 +118,8 @@ def by_vocabulary_line(runs) -> str:
         for origin, spent in stats.by_vocabulary().items():
             seconds.setdefault(origin, []).extend(spent)
     parts = [
-        f'{origin} {len(spent)} frames, median '
-        + (f'{1000 * float(np.median(spent)):.0f} ms' if spent else 'n/a')
+        f'{origin} {len(spent)} frames, median ' +
+        (f'{1000 * float(np.median(spent)):.0f} ms' if spent else 'n/a')
         for origin, spent in seconds.items()
     ]
     return 'OV-EVA frames by vocabulary (all rounds): ' + '; '.join(parts)

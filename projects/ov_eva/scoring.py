@@ -327,8 +327,8 @@ def pamr(image: Tensor,
     # place; the same operations in the same order, so the same bits.
     height, width = logits.shape[-2:]
     margin = max(dilations)
-    padded = logits.new_empty((*logits.shape[:-2], height + 2 * margin,
-                               width + 2 * margin))
+    padded = logits.new_empty(
+        (*logits.shape[:-2], height + 2 * margin, width + 2 * margin))
     inner = padded[..., margin:margin + height, margin:margin + width]
     neighbours = [
         padded[..., margin + dy:margin + dy + height,
