@@ -159,3 +159,14 @@ def test_stream_benchmark_counts_requests_and_compares_with_the_base():
     assert int(round_[2]) > 0 and int(round_[3]) > 0
     assert re.search(r'ratio [\d.]+ \(target <= 1.3\)', out.stdout)
     assert 'frames by vocabulary (last round): lexicon' in out.stdout
+    # every frame of every round, split by the vocabulary it was segmented
+    # with: the lexicon until the answer arrives, then the MLLM's
+    split = re.search(
+        r'^OV-EVA frames by vocabulary \(all rounds\): lexicon (\d+) '
+        r'frames, median (\d+ ms|n/a); mllm (\d+) frames, median '
+        r'(\d+ ms|n/a)$', out.stdout, re.M)
+    assert split, out.stdout
+    lexicon, mllm = int(split[1]), int(split[3])
+    assert lexicon >= 1 and lexicon + mllm == 6
+    assert (split[2] == 'n/a') == (lexicon == 0)
+    assert (split[4] == 'n/a') == (mllm == 0)

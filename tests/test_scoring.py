@@ -362,6 +362,54 @@ def test_pamr_equals_the_convolution_formulation():
         pamr_reference(image, logits, 2, (1, 2)))
 
 
+def pamr_previous(image, logits, num_iter=10, dilations=(8, 16)):
+    """scoring.pamr before its buffers were reused across the steps: fresh
+    padded copies and a fresh sum per step."""
+
+    def shifted(x, d, centre=False):  # the neighbours, borders replicated
+        height, width = x.shape[-2:]
+        padded = torch.nn.functional.pad(x, [d] * 4, mode='replicate')
+        return [
+            padded[..., d + dy:d + dy + height, d + dx:d + dx + width]
+            for dy in (-d, 0, d) for dx in (-d, 0, d)
+            if centre or (dy, dx) != (0, 0)
+        ]
+
+    image = image.float()
+    grids = [v for d in dilations for v in shifted(image, d, centre=True)]
+    scale = 1e-8 + 0.1 * torch.stack(grids, dim=2).std(dim=2)
+    neighbours = [v for d in dilations for v in shifted(image, d)]
+    affinity = torch.stack(
+        [-((image - q).abs() / scale).mean(1) for q in neighbours], dim=1)
+    affinity = affinity.softmax(dim=1).to(logits.dtype)
+    for _ in range(num_iter):
+        refined = torch.zeros_like(logits)
+        neighbours = [v for d in dilations for v in shifted(logits, d)]
+        for p, neighbour in enumerate(neighbours):
+            refined.addcmul_(affinity[:, p:p + 1], neighbour)
+        logits = refined
+    return logits
+
+
+@pytest.mark.parametrize('classes', [1, 21, 150])
+def test_pamr_equals_its_previous_formula_bit_for_bit(classes):
+    """The reused buffers change no bit: torch.equal, not a tolerance."""
+    torch.manual_seed(classes)
+    for batch, height, width, dilations in [(1, 17, 23, (8, 16)),
+                                            (2, 40, 33, (1, 3))]:
+        image = torch.randn(batch, 3, height, width)
+        logits = torch.randn(batch, classes, height, width) * 5
+        for num_iter in (1, 4):
+            refined = scoring.pamr(image, logits, num_iter, dilations)
+            assert torch.equal(
+                refined, pamr_previous(image, logits, num_iter, dilations))
+    last = logits.contiguous(memory_format=torch.channels_last)
+    refined = scoring.pamr(image, last, 3, dilations)
+    assert refined.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(refined, pamr_previous(image, last, 3, dilations))
+    assert torch.equal(scoring.pamr(image, logits, 0), logits)
+
+
 def test_pamr_moves_a_blurry_boundary_onto_the_image_edge():
     # image: dark left of column 24, bright right of it; the logits put the
     # class boundary 6 columns off, at 30

@@ -106,6 +106,23 @@ def main():
     used = ', '.join(f'{k} {last.sources.count(k)}'
                      for k in sorted(set(last.sources)))
     print(f'frames by vocabulary (last round): {used}')
+    print(by_vocabulary_line([o for o, _, _ in rows]))
+
+
+def by_vocabulary_line(runs) -> str:
+    """OV-EVA's frames of every run split by the vocabulary they were
+    segmented with: the lexicon until the MLLM's answer arrived, then the
+    MLLM's (``StreamStats.by_vocabulary``)."""
+    seconds = {'lexicon': [], 'mllm': []}
+    for stats in runs:
+        for origin, spent in stats.by_vocabulary().items():
+            seconds.setdefault(origin, []).extend(spent)
+    parts = [
+        f'{origin} {len(spent)} frames, median ' +
+        (f'{1000 * float(np.median(spent)):.0f} ms' if spent else 'n/a')
+        for origin, spent in seconds.items()
+    ]
+    return 'OV-EVA frames by vocabulary (all rounds): ' + '; '.join(parts)
 
 
 if __name__ == '__main__':

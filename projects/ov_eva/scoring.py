@@ -319,13 +319,46 @@ def pamr(image: Tensor,
     affinity = torch.stack(
         [-((image - q).abs() / scale).mean(1) for q in neighbours], dim=1)
     affinity = affinity.softmax(dim=1).to(logits.dtype)  # (B, P, H, W)
+    if num_iter < 1:
+        return logits
+    # Two buffers for all the steps: the logits with replicated borders as
+    # wide as the largest dilation (each dilation's neighbours are views of
+    # it, equal to its own replicate padding) and the sum, refilled in
+    # place; the same operations in the same order, so the same bits.
+    height, width = logits.shape[-2:]
+    margin = max(dilations)
+    padded = logits.new_empty(
+        (*logits.shape[:-2], height + 2 * margin, width + 2 * margin))
+    inner = padded[..., margin:margin + height, margin:margin + width]
+    neighbours = [
+        padded[..., margin + dy:margin + dy + height,
+               margin + dx:margin + dx + width] for d in dilations
+        for dy in (-d, 0, d) for dx in (-d, 0, d) if (dy, dx) != (0, 0)
+    ]
+    refined = torch.empty_like(logits)
     for _ in range(num_iter):
-        refined = torch.zeros_like(logits)
-        shifted = [v for d in dilations for v in _shifted(logits, d)]
-        for p, neighbour in enumerate(shifted):
+        inner.copy_(logits)
+        _replicate_borders(padded, margin)
+        refined.zero_()
+        for p, neighbour in enumerate(neighbours):
             refined.addcmul_(affinity[:, p:p + 1], neighbour)
         logits = refined
     return logits
+
+
+def _replicate_borders(padded: Tensor, margin: int) -> None:
+    """Fill the ``margin`` wide border of ``padded`` (..., H, W) in place
+    from its inside, as ``F.pad(..., mode='replicate')`` would."""
+    m = margin
+    if m == 0:
+        return
+    rows = padded[..., m:-m, :]
+    top, bottom = padded[..., :m, :], padded[..., -m:, :]
+    left, right = rows[..., :m], rows[..., -m:]
+    left.copy_(rows[..., m:m + 1].expand_as(left))
+    right.copy_(rows[..., -m - 1:-m].expand_as(right))
+    top.copy_(padded[..., m:m + 1, :].expand_as(top))
+    bottom.copy_(padded[..., -m - 1:-m, :].expand_as(bottom))
 
 
 def bilinear_taps(in_size: int,

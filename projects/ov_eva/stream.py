@@ -12,7 +12,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -112,8 +112,18 @@ class StreamStats:
     requests: int = 0
     seconds: float = 0.0
     frame_seconds: List[float] = field(default_factory=list)
-    sources: List[str] = field(default_factory=list)  # per frame
+    # per frame, the origin of the vocabulary it was segmented with:
+    # 'lexicon' (before the MLLM's answer arrived), 'mllm' or 'none'
+    sources: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+
+    def by_vocabulary(self) -> Dict[str, List[float]]:
+        """Per vocabulary origin (``sources``), the seconds of the frames
+        segmented with it, in frame order."""
+        seconds: Dict[str, List[float]] = {}
+        for origin, spent in zip(self.sources, self.frame_seconds):
+            seconds.setdefault(origin, []).append(spent)
+        return seconds
 
     @property
     def ms_per_frame(self) -> float:
