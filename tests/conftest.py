@@ -71,6 +71,32 @@ def run_cli(*args, timeout=600, check=True, env=None):
     return proc
 
 
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def run_torchrun(tool, *args, nproc=2, env=None):
+    """Run ``tool`` in ``nproc`` CPU processes under ``torchrun`` (mmengine's
+    pytorch launcher), like ``run_cli``."""
+    return run_cli(
+        sys.executable,
+        '-m',
+        'torch.distributed.run',
+        '--nproc_per_node',
+        str(nproc),
+        '--master_port',
+        str(free_port()),
+        tool,
+        *args,
+        '--launcher',
+        'pytorch',
+        env=env)
+
+
 def run_demo(*args, options=(), check=True, timeout=600):
     """tools/demo.py on the tiny random CLIP, on the CPU."""
     return run_cli(

@@ -4,7 +4,6 @@ the tiny CLIP on a free loopback port, driven in headless Chromium (Debian's
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import NO_PAMR, REPO, TINY, run_cli, shared_data
+from conftest import NO_PAMR, REPO, TINY, free_port, run_cli, shared_data
 from fake_openai import FakeOpenAIServer
 from PIL import Image
 
@@ -20,12 +19,6 @@ ADE_IMAGE = 'images/validation/ADE_val_00000001.jpg'
 CLASSES = 'wall, floor; sky (clouds); person\ntree | trees'
 NAMES = {'wall', 'floor', 'sky', 'person', 'tree'}
 TIMEOUT_MS = 90_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope='module')

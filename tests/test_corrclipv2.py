@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_cli, shared_data
+from conftest import REPO, free_port, run_cli, run_torchrun, shared_data
 from test_corrclip import write_masks
 
 from ov_eva import memory_bank as mb
@@ -127,7 +127,6 @@ def test_killed_extended_and_two_process_builds_give_one_bank(
     index searches equal the build of all at once. (Each rank computes with
     as many threads as the one-process build: torch.distributed.run's
     default of one changes float16 roundings.)"""
-    from test_vocabulary_runner import free_port
     data, masks, root, killed = bank
     assert killed['returncode'] == -9  # SIGKILL
     assert killed['main'] and not killed['aux']
@@ -144,21 +143,12 @@ def test_killed_extended_and_two_process_builds_give_one_bank(
     layout = mb.BankLayout(tmp_path / 'bank', NAME)
     one = layout.manifest.read_text()
     assert len(mb.read_images(layout)) == 1
-    proc = run_cli(
-        sys.executable,
-        '-m',
-        'torch.distributed.run',
-        '--nproc_per_node',
-        '2',
-        '--master_port',
-        str(free_port()),
+    proc = run_torchrun(
         'tools/build_memory_bank.py',
         CONFIG,
         '--images',
         data / 'images/validation',
         *options,
-        '--launcher',
-        'pytorch',
         env=dict(OMP_NUM_THREADS=str(torch.get_num_threads())))
     found = re.search(r'3 images, (\d+) regions \((\d+) added', proc.stdout)
     assert found, proc.stdout[-2000:]
@@ -367,7 +357,6 @@ def test_radio_from_the_hub_offline_fails_at_once(tmp_path, monkeypatch):
         DenseVFM(type='radiov3').load()
     assert "'NVlabs/RADIO' is not in the torch.hub cache" in str(error.value)
     assert 'model.clip.vfm.name to that folder' in str(error.value)
-    from test_vocabulary_runner import free_port
     monkeypatch.setenv('https_proxy', f'http://127.0.0.1:{free_port()}')
     assert not reachable(GITHUB)
 

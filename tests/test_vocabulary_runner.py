@@ -2,7 +2,7 @@
 loopback server and the real ADE20K samples."""
 import re
 
-from conftest import NO_PAMR, TINY, run_cli, shared_data
+from conftest import NO_PAMR, TINY, run_cli, run_torchrun, shared_data
 from fake_openai import FakeOpenAIServer
 
 from ov_eva.vocabulary import VocabularyCache
@@ -64,19 +64,11 @@ def test_runner_prefetches_then_replays(tmp_path):
     assert '3 images, 3 cache hits, 0 new, 0 failed' in replay.stdout
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def test_two_process_launch_shards_prefetch_and_matches_one(tmp_path):
     """mmengine's pytorch launcher with two CPU (gloo) processes: each rank
     prefetches its shard into the one shared cache, and the metric equals a
     single-process run."""
     import json
-    import sys
     root = shared_data('VOCdevkit/VOC2012')
     config = 'configs/oveva_vitb16_voc21.py'
     env = dict(OPENAI_API_KEY='sk-dist')
@@ -87,18 +79,9 @@ def test_two_process_launch_shards_prefetch_and_matches_one(tmp_path):
             f'model.vocabulary.base_url={server.base_url}',
             f'model.vocabulary.cache_file={tmp_path / "v.sqlite"}'
         ]
-        dist = run_cli(
-            sys.executable,
-            '-m',
-            'torch.distributed.run',
-            '--nproc_per_node',
-            '2',
-            '--master_port',
-            str(free_port()),
+        dist = run_torchrun(
             'tools/test.py',
             config,
-            '--launcher',
-            'pytorch',
             '--work-dir',
             tmp_path / 'dist',
             '--cfg-options',
