@@ -71,8 +71,7 @@ def test_video_against_a_slow_mllm(tmp_path, monkeypatch):
         time.sleep(0.1)
         requests = server.count()
     summary = [
-        line for line in proc.stdout.splitlines()
-        if line.startswith('stream:')
+        line for line in proc.stdout.splitlines() if line.startswith('stream:')
     ]
     assert len(summary) == 1, proc.stdout
     assert '12 frames, 2 scenes' in summary[0]
@@ -86,8 +85,9 @@ def test_video_against_a_slow_mllm(tmp_path, monkeypatch):
     assert frames[0]['terms']
     assert [f['scene'] for f in frames] == [1] * 6 + [2] * 6
     with av.open(str(out / 'overlay.mp4')) as container:
-        decoded = [f.to_ndarray(format='rgb24') for f in container.decode(
-            video=0)]
+        decoded = [
+            f.to_ndarray(format='rgb24') for f in container.decode(video=0)
+        ]
     assert len(decoded) == 12 and decoded[0].shape == (48, 64, 3)
     label = np.asarray(Image.open(out / 'frame_000000_label.png'))
     assert label.shape == (48, 64) and label.max() < 3
@@ -119,6 +119,7 @@ def test_folder_with_a_dead_server_uses_the_lexicon(tmp_path, frame_folder,
     assert [f['frame'] for f in frames] == [f'{i:03d}' for i in range(12)]
     assert {f['vocabulary'] for f in frames} == {'lexicon'}
     assert (out / 'overlay.mp4').stat().st_size > 0
+    assert '12/12' in proc.stderr  # the progress bar counted every frame
 
 
 def test_a_file_that_is_no_video_is_one_error_line(tmp_path):
@@ -150,8 +151,7 @@ def tiny_model():
     return init_model(cfg, device='cpu')
 
 
-def test_reuse_threshold_skips_near_identical_frames(tiny_model,
-                                                     monkeypatch):
+def test_reuse_threshold_skips_near_identical_frames(tiny_model, monkeypatch):
     """--reuse-threshold: a frame as similar as the threshold to the one
     before reuses its label map (the model is not called); off by default,
     every frame is segmented."""
@@ -197,6 +197,105 @@ def test_overlay_falls_back_to_a_gif_without_pyav(tmp_path, monkeypatch):
     with Image.open(path) as gif:
         assert gif.n_frames == 4 and gif.size == (30, 20)
         assert gif.info['duration'] == 200
+
+
+def test_overlay_video_holds_no_frames_in_memory(tmp_path):
+    """Frames are encoded as they come: a long drive sequence does not pile
+    up in memory (30 VGA frames would hold 27 MB), and a frame of another
+    size is fitted to the first."""
+    import tracemalloc
+    av = pytest.importorskip('av')
+    from ov_eva.stream import OverlayWriter
+    rng = np.random.default_rng(0)
+    writer = OverlayWriter(tmp_path / 'overlay.mp4', fps=10)
+    tracemalloc.start()
+    try:
+        for i in range(30):
+            size = (480, 640, 3) if i else (481, 641, 3)  # odd: cropped
+            writer.add(rng.integers(0, 255, size, dtype=np.uint8))
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 5e6, f'{held / 1e6:.1f} MB held after 30 frames'
+    assert writer.close() == tmp_path / 'overlay.mp4'
+    with av.open(str(tmp_path / 'overlay.mp4')) as container:
+        shapes = [
+            f.to_ndarray(format='rgb24').shape
+            for f in container.decode(video=0)
+        ]
+    assert shapes == [(480, 640, 3)] * 30
+
+
+def test_a_gif_is_palette_coded_and_bounded(tmp_path):
+    from ov_eva.stream import OverlayWriter
+    writer = OverlayWriter(tmp_path / 'overlay.gif', fps=5)
+    for rgb in clip_frames(count=2, size=(500, 1000)):
+        writer.add(rgb)
+    with Image.open(writer.close()) as gif:
+        assert gif.n_frames == 2 and gif.size == (640, 320)
+
+
+def test_an_interrupted_stream_keeps_its_frames_and_video(
+        tiny_model, tmp_path, frame_folder):
+    """Ctrl-C after three frames: their files stay, the overlay video is
+    finished with those three frames, and a note says where they are."""
+    av = pytest.importorskip('av')
+    from ov_eva.stream import segment_stream
+    from ov_eva.visualization import class_palette
+
+    def stop_after_three(frames):
+        if frames == 3:
+            raise KeyboardInterrupt
+
+    said = []
+    with pytest.raises(KeyboardInterrupt):
+        segment_stream(
+            tiny_model,
+            frame_folder,
+            tmp_path,
+            class_palette(3),
+            say=said.append,
+            progress=stop_after_three)
+    assert len(list(tmp_path.glob('*_label.png'))) == 3
+    assert len(records(tmp_path)) == 3
+    with av.open(str(tmp_path / 'overlay.mp4')) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 3
+    assert any('stopped after 3 frames' in line for line in said), said
+
+
+def test_a_query_still_queued_for_an_earlier_scene_is_dropped(tiny_model):
+    """Scenes that follow each other faster than the MLLM answers do not
+    queue one request each: a query not yet started when the next scene
+    begins is cancelled; the running one and the newest are made."""
+    import threading
+    from types import SimpleNamespace
+
+    from ov_eva.stream import StreamSegmenter
+    asked, answer = [], threading.Event()
+
+    class SlowSource:
+
+        def fetch(self, rgb, classes):
+            asked.append(int(rgb[0, 0, 0]))
+            answer.wait(10)  # the MLLM answers when the test says
+            term = SimpleNamespace(text='blue sky', suggested_class='sky')
+            return SimpleNamespace(status='new', error=None, terms=[term])
+
+    stream = StreamSegmenter(
+        tiny_model, scene_threshold=1.01, source=SlowSource())
+    frames = [np.full((32, 32, 3), 10 * i, np.uint8) for i in range(1, 5)]
+    stream.step(frames[0])  # every frame a scene (cosine <= 1 < 1.01)
+    for _ in range(100):  # until the first scene's query is running
+        if asked:
+            break
+        time.sleep(0.05)
+    for rgb in frames[1:]:
+        stream.step(rgb)
+    answer.set()
+    stream.close()  # waits for the queries made
+    assert stream.stats.scenes == 4
+    assert asked == [10, 40], asked  # not 20 and 30: cancelled in the queue
+    assert stream.stats.requests == 2
 
 
 def test_prefetched_scenes_serve_the_stream(tmp_path, frame_folder,

@@ -436,7 +436,7 @@ def stream_main(args):
                         'found per frame are not supported in stream mode)')
     import ov_eva  # noqa: F401  (registers OV-EVA; compat before mmseg)
     from ov_eva.apis import image_config, init_model
-    from ov_eva.stream import check_stream_input, segment_stream
+    from ov_eva.stream import check_stream_input, count_frames, segment_stream
     from ov_eva.visualization import class_palette
     try:
         check_stream_input(args.input)
@@ -446,9 +446,20 @@ def stream_main(args):
     Context.cfg = cfg
     model = init_model(cfg, choose_device(args.device))
     palette = class_palette(len(model.classes))
-    segment_stream(model, args.input,
-                   Path(args.out).expanduser(), palette, args.opacity,
-                   args.scene_threshold, args.reuse_threshold)
+    console = Console(count_frames(args.input) or 0, show_bar=True)
+    try:
+        segment_stream(
+            model,
+            args.input,
+            Path(args.out).expanduser(),
+            palette,
+            args.opacity,
+            args.scene_threshold,
+            args.reuse_threshold,
+            say=console.say,
+            progress=lambda frames: console.step())
+    finally:
+        console.close()
     return 0
 
 

@@ -60,48 +60,106 @@ def read_frames(
         raise ValueError(f'{str(path)!r} holds no video frames')
 
 
+def count_frames(path) -> Optional[int]:
+    """How many frames ``read_frames(path)`` will give, where known without
+    decoding them (a folder; a video whose header says), else None."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.suffix.lower() in FRAME_SUFFIXES for p in path.iterdir())
+    try:
+        import av
+        with av.open(str(path)) as container:
+            return container.streams.video[0].frames or None
+    except Exception:  # noqa: B902 (unknown: the progress counts up)
+        return None
+
+
 class OverlayWriter:
     """Overlay frames into an mp4 (H.264 via PyAV), a webm (VP9, which
     every browser plays) or, without PyAV or for a ``.gif`` path, an
-    animated GIF."""
+    animated GIF. Video frames are encoded as they come, so a long video
+    never sits in memory and an interrupted stream keeps the frames written
+    so far (``close`` in a ``finally``); a GIF holds its frames until
+    ``close``, palette-coded and at most ``GIF_SIDE`` pixels on the longer
+    side. Frames of another size than the first are resized to it."""
+
+    GIF_SIDE = 640
 
     def __init__(self, path, fps: float = 10.0):
         self.path, self.fps = Path(path), fps
-        self.frames: List[np.ndarray] = []
-
-    def add(self, rgb: np.ndarray):
-        self.frames.append(rgb)
-
-    def close(self) -> Optional[Path]:
-        if not self.frames:
-            return None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+        self.size: Optional[Tuple[int, int]] = None  # (width, height)
+        self._container = self._stream = None
         try:
             import av
         except ImportError:
             av = None
-        if av is None or self.path.suffix == '.gif':
-            from PIL import Image
+        self._gif = [] if av is None or self.path.suffix == '.gif' else None
+        if self._gif is not None:
             self.path = self.path.with_suffix('.gif')
-            images = [Image.fromarray(f) for f in self.frames]
-            images[0].save(
+
+    def _fit(self, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` at the writer's size (the first frame's, even sides for
+        the video codecs, at most GIF_SIDE for a GIF)."""
+        from PIL import Image
+        height, width = rgb.shape[:2]
+        if self.size is None:
+            if self._gif is not None:
+                scale = min(1.0, self.GIF_SIDE / max(height, width))
+                width, height = (
+                    max(1, round(s * scale)) for s in (width, height))
+            else:
+                width, height = max(2, width - width % 2), max(
+                    2, height - height % 2)
+            self.size = (width, height)
+        if rgb.shape[1::-1] == self.size:
+            return np.ascontiguousarray(rgb)
+        if self._gif is None and rgb.shape[0] >= self.size[1] \
+                and rgb.shape[1] >= self.size[0]:  # an odd side: crop it
+            return np.ascontiguousarray(rgb[:self.size[1], :self.size[0]])
+        return np.asarray(Image.fromarray(rgb).resize(self.size))
+
+    def _open(self):
+        import av
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self.path), 'w')
+        codec = 'libvpx-vp9' if self.path.suffix == '.webm' else 'libx264'
+        self._stream = self._container.add_stream(codec, rate=round(self.fps))
+        self._stream.width, self._stream.height = self.size
+        self._stream.pix_fmt = 'yuv420p'
+
+    def add(self, rgb: np.ndarray):
+        rgb = self._fit(rgb)
+        self.count += 1
+        if self._gif is not None:
+            from PIL import Image
+            self._gif.append(Image.fromarray(rgb).quantize(256))
+            return
+        import av
+        if self._container is None:
+            self._open()
+        frame = av.VideoFrame.from_ndarray(rgb, format='rgb24')
+        self._container.mux(self._stream.encode(frame))
+
+    def close(self) -> Optional[Path]:
+        """Finish the file; its path (None when no frame came)."""
+        if self._gif is not None:
+            if not self._gif:
+                return None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._gif[0].save(
                 self.path,
                 save_all=True,
-                append_images=images[1:],
+                append_images=self._gif[1:],
                 duration=int(1000 / self.fps),
                 loop=0)
+            self._gif = []
             return self.path
-        height, width = (s - s % 2 for s in self.frames[0].shape[:2])
-        with av.open(str(self.path), 'w') as container:
-            codec = 'libvpx-vp9' if self.path.suffix == '.webm' else 'libx264'
-            stream = container.add_stream(codec, rate=round(self.fps))
-            stream.width, stream.height = width, height
-            stream.pix_fmt = 'yuv420p'
-            for rgb in self.frames:
-                frame = av.VideoFrame.from_ndarray(
-                    np.ascontiguousarray(rgb[:height, :width]), format='rgb24')
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode())
+        if self._container is None:
+            return None if not self.count else self.path
+        self._container.mux(self._stream.encode())  # flush the encoder
+        self._container.close()
+        self._container = None
         return self.path
 
 
@@ -263,6 +321,10 @@ class StreamSegmenter:
             # first scene (or a lexicon source): the lexicon, at once
             self.terms, self.origin = self._fetch(self.lexicon, rgb), 'lexicon'
         if self.source is not self.lexicon:
+            # a query still queued for an earlier scene is stale: drop it
+            # (one already running finishes, and its answer is cached)
+            if self.pending is not None:
+                self.pending.cancel()
             self.pending = self.pool.submit(self._fetch, self.source, rgb)
 
     def _take_answer(self):
@@ -351,6 +413,7 @@ def segment_stream(model,
     segmenter = StreamSegmenter(model, scene_threshold, reuse_threshold,
                                 classes, source)
     video = OverlayWriter(out / video_name, fps)
+    finished = False
     try:
         for name, rgb in read_frames(path, max_frames):
             label, used = segmenter.step(rgb)
@@ -371,8 +434,14 @@ def segment_stream(model,
             segmenter.stats.notes.clear()
             if progress is not None:
                 progress(segmenter.stats.frames)
+        finished = True
     finally:
+        # an interrupted stream keeps its frames: the video holds them too
         segmenter.close(wait=False)
-    segmenter.stats.video = video.close()
+        segmenter.stats.video = video.close()
+        if not finished and segmenter.stats.frames:
+            say(f'note: stopped after {segmenter.stats.frames} frames; '
+                f'their outputs and the overlay video '
+                f'{segmenter.stats.video} are in {out}')
     say(segmenter.summary() + f'; overlay video {segmenter.stats.video}')
     return segmenter.stats
