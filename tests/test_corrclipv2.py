@@ -412,3 +412,25 @@ def test_vfm_weights_a_checkpoint_brings_are_not_fetched(tmp_path):
         0, 256, (42, 56, 3), dtype=np.uint8)
     assert torch.equal(model['vfm'](image, 'cpu'), exported['vfm'](image,
                                                                    'cpu'))
+
+
+@pytest.mark.parametrize('size', [(30, 40), (7, 9)])  # resized, or as is
+def test_region_means_are_the_official_masked_means(size):
+    """The retrieval queries, as the official ``forward_slide`` writes them
+    (features resized bilinearly, L2-normalised per pixel, the mean over
+    each region's boolean mask), and the builder's keys
+    (``normalize_pixels``); labels outside ``values`` count nowhere."""
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    feats = torch.randn(1, 300, 7, 9)  # over two channel chunks
+    labels = torch.randint(0, 6, size, dtype=torch.int32)
+    values = torch.tensor([0, 2, 3, 5])  # 1 and 4: in no region
+    up = F.normalize(
+        F.interpolate(feats, size, mode='bilinear', align_corners=False),
+        dim=1)
+    nhwc = up.permute(0, 2, 3, 1)[0]
+    official = torch.stack([nhwc[labels == v].mean(0) for v in values])
+    ours = mb.region_means(up, labels, values)
+    torch.testing.assert_close(ours, official, rtol=0, atol=1e-6)
+    builder = mb.region_means(feats, labels, values, normalize_pixels=True)
+    torch.testing.assert_close(builder, official, rtol=0, atol=1e-6)

@@ -74,23 +74,24 @@ def slide(patch_logits: PatchLogits,
     boxes = [(y, x) for y in y_offsets for x in x_offsets]
 
     def cut(x: Tensor, part) -> Tensor:
-        return torch.cat(
-            [x[:, :, y:y + window[0], x0:x0 + window[1]] for y, x0 in part])
+        # one window: a view (CorrCLIPv2's guides hold a GB of features)
+        crops = [x[:, :, y:y + window[0], x0:x0 + window[1]] for y, x0 in part]
+        return crops[0] if len(crops) == 1 else torch.cat(crops)
 
     chunks = []
     for start in range(0, len(boxes), batch_windows):
         part = boxes[start:start + batch_windows]
         chunks.append(
             patch_logits(
-                cut(inputs, part), None if guides is None else cut(
-                    guides, part)))
+                cut(inputs, part),
+                None if guides is None else cut(guides, part)))
     logits = torch.cat(chunks)  # (windows * B, S, h, w)
     rows, cols = fit(*window)
     return scoring.merge_windows(
-        logits.view(len(y_offsets), len(x_offsets), batch_size,
-                    *logits.shape[1:]), y_offsets, x_offsets, window,
-        (rows.upsampled, cols.upsampled), (h_img, w_img),
-        (rows.offset, cols.offset))
+        logits.view(
+            len(y_offsets), len(x_offsets), batch_size, *logits.shape[1:]),
+        y_offsets, x_offsets, window, (rows.upsampled, cols.upsampled),
+        (h_img, w_img), (rows.offset, cols.offset))
 
 
 def unpad_unflip(x: Tensor, meta: dict) -> Tensor:
@@ -101,8 +102,8 @@ def unpad_unflip(x: Tensor, meta: dict) -> Tensor:
     height, width = x.shape[-2:]
     x = x[..., top:height - bottom, left:width - right]
     if meta.get('flip'):
-        x = x.flip(dims=(-1 if meta.get('flip_direction') == 'horizontal'
-                         else -2, ))
+        x = x.flip(
+            dims=(-1 if meta.get('flip_direction') == 'horizontal' else -2, ))
     return x
 
 
@@ -122,7 +123,8 @@ def masks_at_input(samples: Sequence[SegDataSample],
         mask = F.interpolate(
             sample.region_masks.data[None].float(), size=size, mode='nearest')
         if meta.get('flip'):  # TTA flips the image after resizing it
-            mask = mask.flip(dims=(-1 if meta.get('flip_direction') ==
-                                   'horizontal' else -2, ))
+            mask = mask.flip(
+                dims=(-1 if meta.get('flip_direction') == 'horizontal' else -2,
+                      ))
         guides[i, :, :size[0], :size[1]] = mask[0].int().to(inputs.device)
     return guides

@@ -141,7 +141,7 @@ class DenseVFM(torch.nn.Module):
             size = model.get_nearest_supported_resolution(height, width)
             pixels = F.interpolate(
                 pixels, tuple(size), mode='bilinear', align_corners=False)
-            return model(pixels, feature_fmt='NCHW')[1].float()
+            return model(pixels, feature_fmt='NCHW')[1].float().contiguous()
         mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
         std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
         pixels = (pixels - mean) / std
@@ -153,7 +153,10 @@ class DenseVFM(torch.nn.Module):
         if size != (height, width):
             pixels = F.interpolate(
                 pixels, size, mode='bilinear', align_corners=False)
-        return vfm_features(self.dino, pixels).float()
+        # contiguous as the official ``.float().contiguous()``: the tokens
+        # come channels-last, and every later full-size pass (and the L2
+        # norm's summation order) follows the layout
+        return vfm_features(self.dino, pixels).float().contiguous()
 
 
 def describe_vfm(identity: dict) -> str:
@@ -320,7 +323,9 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
                rows.pad_after)
         images = F.pad(images, pad)
         masks = F.pad(guides[:, :1].round().int(), pad, value=MASK_PAD_VALUE)
-        vfm = F.pad(guides[:, 1:].float(), pad, mode='replicate')
+        vfm = guides[:, 1:].float()
+        if any(pad):  # a copy of a GB-sized window otherwise
+            vfm = F.pad(vfm, pad, mode='replicate')
         patch = self.patch_size
         grid = (images.shape[-2] // patch[0] * 2,
                 images.shape[-1] // patch[1] * 2)
@@ -344,7 +349,7 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
         """The VFM features of each image (read from its file, as the
         official code) at the input size, and its regions' support."""
         self.load_pretrained()
-        full = None
+        full = None  # (B, 1 + C, H, W): region labels, then VFM features
         regions = []
         for i, sample in enumerate(samples):
             meta = sample.metainfo
@@ -360,14 +365,17 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
                     mode='bilinear',
                     align_corners=False),
                 dim=1)
-            if full is None:
-                full = inputs.new_zeros(
-                    (len(samples), feats.shape[1], *inputs.shape[-2:]))
-            full[i, :, :height, :width] = feats[0]
+            if full is None:  # one buffer, written once (a GB at ADE size)
+                full = inputs.new_empty(
+                    (len(samples), 1 + feats.shape[1], *inputs.shape[-2:]))
+                full[:, :1] = guides
+            if (height, width) != tuple(inputs.shape[-2:]):
+                full[i, 1:] = 0  # the batch's padding
+            full[i, 1:, :height, :width] = feats[0]
             labels = guides[i, 0, :height, :width]
             if self.bank['enabled']:
                 regions.append(self.support(feats, labels))
-        return Support(torch.cat([guides.to(full), full], dim=1), regions)
+        return Support(full, regions)
 
     def support(self, feats: Tensor, labels: Tensor):
         """(labels, main, aux) support features of every region of one
