@@ -434,3 +434,22 @@ def test_region_means_are_the_official_masked_means(size):
     torch.testing.assert_close(ours, official, rtol=0, atol=1e-6)
     builder = mb.region_means(feats, labels, values, normalize_pixels=True)
     torch.testing.assert_close(builder, official, rtol=0, atol=1e-6)
+
+
+def test_the_vfm_runs_in_the_precision_it_is_given():
+    """The retrieval runs the VFM under the image tower's autocast (as the
+    official code runs its VFM under fp16 autocast on CUDA); float32 and
+    contiguous features either way."""
+    from ov_eva.backends.corrclipv2 import DenseVFM
+    vfm = DenseVFM('dinov2', 'ov-eva-tiny-dinov2', None)
+    seen = []
+    vfm.dino.register_forward_hook(
+        lambda *_: seen.append(torch.is_autocast_enabled('cpu')))
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), np.uint8)
+    full = vfm(rgb, 'cpu')
+    half = vfm(rgb, 'cpu', torch.bfloat16)
+    assert seen == [False, True]
+    for feats in (full, half):
+        assert feats.dtype == torch.float32 and feats.is_contiguous()
+    assert not torch.equal(full, half)
+    torch.testing.assert_close(half, full, rtol=0.1, atol=0.1)

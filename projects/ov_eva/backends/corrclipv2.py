@@ -129,8 +129,19 @@ class DenseVFM(torch.nn.Module):
             self.loaded = True  # a checkpoint brought them: not fetched
 
     @torch.no_grad()
-    def forward(self, image: np.ndarray, device) -> Tensor:
-        """(H, W, 3) uint8 RGB -> (1, C, h, w) float32 features."""
+    def forward(self,
+                image: np.ndarray,
+                device,
+                dtype: Optional[torch.dtype] = None) -> Tensor:
+        """(H, W, 3) uint8 RGB -> (1, C, h, w) float32 features; ``dtype``:
+        under autocast to it (the official code runs its VFM under fp16
+        autocast on CUDA), None: float32."""
+        device = torch.device(device)
+        with torch.autocast(
+                device.type, dtype=dtype, enabled=dtype is not None):
+            return self._features(image, device)
+
+    def _features(self, image: np.ndarray, device) -> Tensor:
         self.load()
         # a copy: torch wants a writable array
         pixels = torch.from_numpy(np.array(image)).to(device)
@@ -358,7 +369,10 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
                     'CorrCLIPv2 reads each image file for its VFM features, '
                     'as the official code: give image paths, not arrays')
             height, width = meta.get('img_shape', inputs.shape[-2:])[:2]
-            feats = self.vfm(read_rgb(meta['img_path']), inputs.device)
+            # in the image tower's precision (model.clip.autocast)
+            feats = self.vfm(
+                read_rgb(meta['img_path']), inputs.device,
+                autocast_dtype(self.autocast, inputs.device))
             feats = F.normalize(
                 F.interpolate(
                     feats, (height, width),
