@@ -373,19 +373,21 @@ class CorrCLIPv2Encoder(CorrCLIPEncoder):
             feats = self.vfm(
                 read_rgb(meta['img_path']), inputs.device,
                 autocast_dtype(self.autocast, inputs.device))
-            feats = F.normalize(
-                F.interpolate(
-                    feats, (height, width),
-                    mode='bilinear',
-                    align_corners=False),
-                dim=1)
             if full is None:  # one buffer, written once (a GB at ADE size)
                 full = inputs.new_empty(
                     (len(samples), 1 + feats.shape[1], *inputs.shape[-2:]))
                 full[:, :1] = guides
             if (height, width) != tuple(inputs.shape[-2:]):
                 full[i, 1:] = 0  # the batch's padding
-            full[i, 1:, :height, :width] = feats[0]
+            # resized to the input and L2-normalised straight into the
+            # buffer (F.normalize's ``out``: the same arithmetic, no copy)
+            feats = F.normalize(
+                F.interpolate(
+                    feats, (height, width),
+                    mode='bilinear',
+                    align_corners=False),
+                dim=1,
+                out=full[i:i + 1, 1:, :height, :width])
             labels = guides[i, 0, :height, :width]
             if self.bank['enabled']:
                 regions.append(self.support(feats, labels))
