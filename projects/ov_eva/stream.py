@@ -87,7 +87,6 @@ class OverlayWriter:
 
     def __init__(self, path, fps: float = 10.0):
         self.path, self.fps = Path(path), fps
-        self.count = 0
         self.size: Optional[Tuple[int, int]] = None  # (width, height)
         self._container = self._stream = None
         try:
@@ -130,7 +129,6 @@ class OverlayWriter:
 
     def add(self, rgb: np.ndarray):
         rgb = self._fit(rgb)
-        self.count += 1
         if self._gif is not None:
             from PIL import Image
             self._gif.append(Image.fromarray(rgb).quantize(256))
@@ -155,8 +153,8 @@ class OverlayWriter:
                 loop=0)
             self._gif = []
             return self.path
-        if self._container is None:
-            return None if not self.count else self.path
+        if self._container is None:  # no frame came (or closed already)
+            return None
         self._container.mux(self._stream.encode())  # flush the encoder
         self._container.close()
         self._container = None

@@ -83,15 +83,15 @@ def slide(patch_logits: PatchLogits,
         part = boxes[start:start + batch_windows]
         chunks.append(
             patch_logits(
-                cut(inputs, part),
-                None if guides is None else cut(guides, part)))
+                cut(inputs, part), None if guides is None else cut(
+                    guides, part)))
     logits = torch.cat(chunks)  # (windows * B, S, h, w)
     rows, cols = fit(*window)
     return scoring.merge_windows(
-        logits.view(
-            len(y_offsets), len(x_offsets), batch_size, *logits.shape[1:]),
-        y_offsets, x_offsets, window, (rows.upsampled, cols.upsampled),
-        (h_img, w_img), (rows.offset, cols.offset))
+        logits.view(len(y_offsets), len(x_offsets), batch_size,
+                    *logits.shape[1:]), y_offsets, x_offsets, window,
+        (rows.upsampled, cols.upsampled), (h_img, w_img),
+        (rows.offset, cols.offset))
 
 
 def unpad_unflip(x: Tensor, meta: dict) -> Tensor:
@@ -102,8 +102,8 @@ def unpad_unflip(x: Tensor, meta: dict) -> Tensor:
     height, width = x.shape[-2:]
     x = x[..., top:height - bottom, left:width - right]
     if meta.get('flip'):
-        x = x.flip(
-            dims=(-1 if meta.get('flip_direction') == 'horizontal' else -2, ))
+        x = x.flip(dims=(-1 if meta.get('flip_direction') == 'horizontal'
+                         else -2, ))
     return x
 
 
@@ -123,8 +123,7 @@ def masks_at_input(samples: Sequence[SegDataSample],
         mask = F.interpolate(
             sample.region_masks.data[None].float(), size=size, mode='nearest')
         if meta.get('flip'):  # TTA flips the image after resizing it
-            mask = mask.flip(
-                dims=(-1 if meta.get('flip_direction') == 'horizontal' else -2,
-                      ))
+            mask = mask.flip(dims=(-1 if meta.get('flip_direction') ==
+                                   'horizontal' else -2, ))
         guides[i, :, :size[0], :size[1]] = mask[0].int().to(inputs.device)
     return guides
