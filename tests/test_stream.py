@@ -263,6 +263,68 @@ def test_an_interrupted_stream_keeps_its_frames_and_video(
     assert any('stopped after 3 frames' in line for line in said), said
 
 
+def test_ctrl_c_on_the_command_line_keeps_the_frames_done(tmp_path):
+    """SIGINT to tools/demo.py --stream mid-clip: exit 130 with `error:
+    interrupted` last, a note saying where the frames are, every recorded
+    frame's files there and the overlay video holding them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    av = pytest.importorskip('av')
+    folder, out = tmp_path / 'frames', tmp_path / 'out'
+    folder.mkdir()
+    for i, rgb in enumerate(clip_frames(count=60)):
+        Image.fromarray(rgb).save(folder / f'{i:03d}.png')
+    proc = subprocess.Popen([
+        sys.executable, 'tools/demo.py', folder, *CLASSES, '--stream',
+        '--device', 'cpu', '--out', out, '--cfg-options', *TINY
+    ],
+                            cwd=REPO,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    try:
+        deadline = time.time() + 300
+        while len(list(out.glob('*.json'))) < 2 and time.time() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == 'error: interrupted'
+    assert 'note: stopped after' in stdout and str(out) in stdout, stdout
+    done = records(out)
+    assert 2 <= len(done) < 60
+    for record in done:
+        assert (out / f"{record['frame']}_label.png").exists()
+    with av.open(str(out / 'overlay.mp4')) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert len(done) <= frames <= len(done) + 1
+
+
+def test_a_corrupt_frame_is_one_line_naming_it(tmp_path, frame_folder):
+    """A frame that does not decode stops the stream with one `error:` line
+    naming the file; the frames before it keep their files and video."""
+    import shutil
+    folder = tmp_path / 'frames'
+    shutil.copytree(frame_folder, folder)
+    (folder / '003.png').write_bytes(b'not a png')
+    out = tmp_path / 'out'
+    proc = run_demo(folder, *CLASSES, '--stream', '--out', out, check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: frame ') and '003.png' in last, last
+    assert 'replace or remove it' in last
+    assert [r['frame'] for r in records(out)] == ['000', '001', '002']
+    assert (out / 'overlay.mp4').stat().st_size > 0
+
+
 def test_a_query_still_queued_for_an_earlier_scene_is_dropped(tiny_model):
     """Scenes that follow each other faster than the MLLM answers do not
     queue one request each: a query not yet started when the next scene

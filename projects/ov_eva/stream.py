@@ -37,7 +37,12 @@ def read_frames(
                              f'({", ".join(FRAME_SUFFIXES)})')
         from .vocabulary.base import read_rgb
         for file in files[:max_frames]:
-            yield file.stem, read_rgb(file)
+            try:
+                rgb = read_rgb(file)
+            except ValueError as error:
+                raise ValueError(f'frame {str(file)!r}: {error}; replace or '
+                                 'remove it and run again') from None
+            yield file.stem, rgb
         return
     try:
         import av
